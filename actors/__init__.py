@@ -1,0 +1,42 @@
+"""The runtime: stores as Pykka actors, reducers, effects, clocks and errors.
+
+It knows nothing of Redis or tickets. See ``actors.testing`` for ``TestStore``.
+"""
+
+from actors._clock import Clock, ManualClock, SystemClock, Timer
+from actors._effect import Effect, Send
+from actors._errors import (
+    ActorsError,
+    EffectFailed,
+    MailboxFull,
+    ReducerFailed,
+    StoreStopped,
+    Timeout,
+)
+from actors._handle import EffectHandle
+from actors._reducer import Reducer, ReducerLike, combine, scope
+from actors._store import DEFAULT_STOP_TIMEOUT, Store, StoreRef, Supervision
+
+__all__ = [
+    "DEFAULT_STOP_TIMEOUT",
+    "ActorsError",
+    "Clock",
+    "Effect",
+    "EffectFailed",
+    "EffectHandle",
+    "MailboxFull",
+    "ManualClock",
+    "Reducer",
+    "ReducerFailed",
+    "ReducerLike",
+    "Send",
+    "Store",
+    "StoreRef",
+    "StoreStopped",
+    "Supervision",
+    "SystemClock",
+    "Timeout",
+    "Timer",
+    "combine",
+    "scope",
+]
