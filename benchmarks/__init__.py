@@ -1,0 +1,1 @@
+"""Benchmark workloads behind ``bin/bench``; each figure is measured beside its baseline."""

@@ -1,0 +1,112 @@
+"""Measuring: repetitions after a warm-up, medians, ratios to a baseline of the same run."""
+
+from __future__ import annotations
+
+import gc
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Figure:
+    """One measured figure: a rate (or a duration) over several repetitions."""
+
+    area: str
+    name: str
+    unit: str
+    samples: list[float]
+    baseline: str | None = None  # name of the figure this one is compared with
+    higher_is_better: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def low(self) -> float:
+        return min(self.samples)
+
+    @property
+    def high(self) -> float:
+        return max(self.samples)
+
+
+@dataclass
+class Report:
+    figures: list[Figure] = field(default_factory=list)
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures.append(figure)
+        return figure
+
+    def find(self, area: str, name: str) -> Figure | None:
+        for figure in self.figures:
+            if figure.area == area and figure.name == name:
+                return figure
+        return None
+
+    def ratio(self, figure: Figure) -> float | None:
+        if figure.baseline is None:
+            return None
+        base = self.find(figure.area, figure.baseline)
+        if base is None or base.median == 0:
+            return None
+        if figure.higher_is_better:
+            return figure.median / base.median
+        return base.median / figure.median if figure.median else None
+
+    def to_json(self) -> dict[str, Any]:
+        out = []
+        for figure in self.figures:
+            row = asdict(figure)
+            row["median"] = figure.median
+            row["min"] = figure.low
+            row["max"] = figure.high
+            row["ratio_to_baseline"] = self.ratio(figure)
+            out.append(row)
+        return {"figures": out, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def write_json(self, path: str) -> None:
+        with open(path, "w") as fh:
+            json.dump(self.to_json(), fh, indent=2)
+
+
+def measure(
+    run_once: Callable[[], float],
+    *,
+    repeat: int,
+    warmup: int = 1,
+) -> list[float]:
+    """Call ``run_once`` ``warmup`` times, then ``repeat`` times; return its results.
+
+    ``run_once`` does one repetition and returns the figure for it (a rate, say).
+    """
+    for _ in range(warmup):
+        run_once()
+    samples = []
+    for _ in range(repeat):
+        gc.collect()
+        samples.append(run_once())
+    return samples
+
+
+def rate(count: int, fn: Callable[[], None]) -> float:
+    """Run ``fn`` once and return ``count`` per second of wall-clock time."""
+    start = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - start
+    return count / elapsed if elapsed > 0 else float("inf")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values`` (nearest rank)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
