@@ -381,13 +381,14 @@ class Store(pykka.ThreadingActor, Generic[S, A, E]):
             if task.state is not RUNNING or self.status.closed:
                 return  # cancelled or stopped: a late result is dropped
             if message.error is not None:
-                error = EffectFailed(self.name, repr(task))
-                error.__cause__ = message.error
-                log.error("%s", error, exc_info=message.error)
-                if task.handle is not None:
-                    task.handle._fail(error)
+                self._effect_failed(task, message.error)
             elif message.result is not None:
-                self.reduce(task.lift(message.result), task.handle)
+                try:
+                    action = task.lift(message.result)
+                except Exception as cause:  # a map() function raised
+                    self._effect_failed(task, cause)
+                else:
+                    self.reduce(action, task.handle)
             self.runner.finish(task)
         finally:
             if message.reduced is not None:
@@ -396,13 +397,27 @@ class Store(pykka.ThreadingActor, Generic[S, A, E]):
     def reduce(self, action: Any, handle: EffectHandle | None) -> None:
         try:
             result = self.reducer(self.state, action, self.environment)
+            effects = effects_of(result) if result else ()
         except Exception as cause:
             self._reducer_failed(action, handle, cause)
             return
-        if result:
-            self.runner.start(effects_of(result), handle)
+        if effects:
+            try:
+                self.runner.start(effects, handle)
+            except Exception as cause:  # e.g. an executor that was shut down
+                self._effect_failed(None, cause, handle)
         if self.waiters:
             self._notify_waiters(action)
+
+    def _effect_failed(
+        self, task: Task | None, cause: BaseException, handle: EffectHandle | None = None
+    ) -> None:
+        error = EffectFailed(self.name, repr(task) if task is not None else "start")
+        error.__cause__ = cause
+        log.error("%s", error, exc_info=cause)
+        handle = task.handle if task is not None else handle
+        if handle is not None:
+            handle._fail(error)
 
     def _reducer_failed(self, action: Any, handle: EffectHandle | None, cause: Exception) -> None:
         error = ReducerFailed(self.name, action)
@@ -461,6 +476,11 @@ class Store(pykka.ThreadingActor, Generic[S, A, E]):
                 waiter.resolve(error=error)
         self.waiters = []
         self.stop()
+
+    def on_failure(self, *exc_info: object) -> None:
+        # Only reached through a bug of ours (on_receive guards the reducer and the
+        # effects): Pykka has stopped the actor; leave nobody waiting.
+        self.on_stop()
 
     def on_stop(self) -> None:
         # Also reached when Pykka stops the actor itself (ActorRegistry.stop_all(), or
