@@ -1,13 +1,15 @@
 """The ports the domain needs: event store, feeds and subscriptions, projections, snapshots.
 
-Each port is a ``typing.Protocol``; ``persistence.memory`` and ``persistence.redis``
-implement every one of them with the same contracts, the same errors and the same
-ordering guarantees. One contract test suite runs against both.
+Each port is a ``typing.Protocol``; the memory adapter (``MemoryEventStore`` & co.,
+the embedded default) and the Redis adapter (``RedisEventStore`` & co.) implement every
+one of them with the same contracts, the same errors and the same ordering guarantees.
+One contract test suite (``tests/persistence``) runs against both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -17,11 +19,14 @@ __all__ = [
     "ANY",
     "NO_STREAM",
     "AppendResult",
+    "DeadLetter",
     "EventMetadata",
     "EventStore",
     "ExpectedVersion",
     "FeedPosition",
+    "ProjectionGenerations",
     "ProjectionStore",
+    "Projector",
     "RecordedEvent",
     "Snapshot",
     "SnapshotStore",
@@ -29,6 +34,8 @@ __all__ = [
     "Subscription",
     "SubscriptionHandler",
     "Subscriptions",
+    "entry_key",
+    "partition_for",
 ]
 
 ANY: Literal["any"] = "any"
@@ -41,18 +48,52 @@ ExpectedVersion = int | Literal["any", "no_stream"]
 """The version a stream must have for an append to go through."""
 
 StartFrom = Literal["beginning", "now"]
+"""Where a new consumer group starts: the feeds' first entries, or entries appended later."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
+def partition_for(stream_id: str, partitions: int) -> int:
+    """The partition of ``stream_id`` among ``partitions``: CRC-32 of its UTF-8 bytes.
+
+    Stable across processes and Python versions (unlike ``hash()``), and the same in
+    both adapters, so a stream lands in the same feed wherever it is appended.
+    """
+    return zlib.crc32(stream_id.encode()) % partitions
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """The sortable (milliseconds, sequence) pair of a stream entry id ``"<ms>-<seq>"``."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True, slots=True)
 class FeedPosition:
     """Where an event sits in the feed of its partition.
 
-    ``entry_id`` is the feed's entry id (``"<ms>-<seq>"`` on Redis); positions of one
-    partition order like the appends that made them.
+    ``entry_id`` is the feed's entry id (``"<ms>-<seq>"``, on Redis and in memory);
+    positions of one partition order like the appends that made them. Positions
+    compare by (partition, ms, seq), not as strings (``"10-0"`` comes after ``"9-0"``).
     """
 
     partition: int
     entry_id: str
+
+    @property
+    def sort_key(self) -> tuple[int, int, int]:
+        ms, seq = entry_key(self.entry_id)
+        return self.partition, ms, seq
+
+    def __lt__(self, other: FeedPosition) -> bool:
+        return self.sort_key < other.sort_key
+
+    def __le__(self, other: FeedPosition) -> bool:
+        return self.sort_key <= other.sort_key
+
+    def __gt__(self, other: FeedPosition) -> bool:
+        return self.sort_key > other.sort_key
+
+    def __ge__(self, other: FeedPosition) -> bool:
+        return self.sort_key >= other.sort_key
 
     def __str__(self) -> str:
         return f"{self.partition}/{self.entry_id}"
@@ -62,8 +103,9 @@ class FeedPosition:
 class EventMetadata:
     """What is recorded beside each event.
 
-    ``event_id`` makes appends idempotent: re-appending events whose ids were already
-    appended to the stream returns the earlier result and writes nothing.
+    ``event_id`` makes appends idempotent: re-appending the events of an earlier
+    append (same ids, same order) returns the earlier result and writes nothing.
+    ``recorded_at`` (seconds since the epoch) 0.0 means "now, at append".
     """
 
     event_id: str
@@ -75,7 +117,11 @@ class EventMetadata:
 
 @dataclass(frozen=True, slots=True)
 class RecordedEvent:
-    """An event as read back from the store."""
+    """An event as read back from the store.
+
+    ``schema_version`` is the version the event was written with; ``event`` is the
+    registered (current) model, upcast when the stored version was older.
+    """
 
     stream_id: str
     version: int  # 1 for the stream's first event
@@ -99,11 +145,13 @@ class EventStore(Protocol):
     """Streams of events, one per aggregate, with optimistic concurrency.
 
     Version = number of events in the stream (0 for a stream that does not exist).
+    Every append also lands, in the same atomic step, in the feed of the stream's
+    partition; feeds are what subscriptions read.
     """
 
     @property
     def partitions(self) -> int:
-        """How many partition feeds there are (fixed for the life of the store)."""
+        """How many partition feeds there are (fixed for the life of the data)."""
         ...
 
     def partition_of(self, stream_id: str) -> int:
@@ -119,26 +167,43 @@ class EventStore(Protocol):
     ) -> AppendResult:
         """Append ``events`` atomically (all or none) if the version is as expected.
 
+        Idempotent by event id: when the stream already holds exactly these events
+        (same ids, in order) right after ``expected_version`` (for ``ANY``: as its
+        last events), the append is a retry and returns the earlier result, writing
+        nothing.
+
         Args:
             stream_id: the aggregate's stream.
-            events: registered pydantic event models (see ``Codec``).
+            events: registered pydantic event models (see ``Codec``); at least one.
             expected_version: the version the stream must have now: an int,
-                ``ANY`` or ``NO_STREAM``.
-            metadata: one per event, or one whose correlation and causation ids apply
-                to all (each event then gets a fresh event id), or None.
+                ``ANY`` or ``NO_STREAM`` (= 0).
+            metadata: one per event; or one whose correlation/causation ids and extra
+                apply to all (each event then gets a fresh event id unless there is a
+                single event); or None (fresh event ids).
+
+        Returns:
+            The stream's new version and each event's feed position.
 
         Raises:
             ConcurrencyError: the stream's version is not the expected one (names
                 the stream, the expected and the actual version); nothing written.
+            DuplicateEvent: some of the event ids were appended before in another
+                batch; nothing written.
+            UnregisteredEvent: an event's class is not registered with the codec.
             EventStoreUnavailable: the backend could not be reached; the append was
-                applied entirely or not at all (read back to know which).
+                applied entirely or not at all (retrying it is safe).
         """
         ...
 
     def read(
         self, stream_id: str, from_version: int = 0, to_version: int | None = None
     ) -> list[RecordedEvent]:
-        """The events with ``from_version < version <= to_version``, in order."""
+        """The events with ``from_version < version <= to_version``, in order.
+
+        Raises:
+            CodecError: an event cannot be decoded (names stream and version).
+            EventStoreUnavailable: the backend could not be reached.
+        """
         ...
 
     def stream_version(self, stream_id: str) -> int:
@@ -148,7 +213,11 @@ class EventStore(Protocol):
     def read_feed(
         self, partition: int, after: str | None = None, count: int = 1000
     ) -> list[RecordedEvent]:
-        """Up to ``count`` events of a partition's feed after entry id ``after``."""
+        """Up to ``count`` events of a partition's feed after entry id ``after``.
+
+        ``after=None`` starts at the feed's first (untrimmed) entry. The entry id of
+        the last event returned (``event.position.entry_id``) is the next ``after``.
+        """
         ...
 
 
@@ -156,21 +225,66 @@ SubscriptionHandler = Callable[[RecordedEvent], None]
 
 
 class Subscription(Protocol):
-    """A running subscription; ``stop()`` ends it after the event being handled."""
-
-    def stop(self, timeout: float | None = None) -> None: ...
+    """A running subscription (one thread reading every partition feed)."""
 
     @property
-    def running(self) -> bool: ...
+    def group(self) -> str: ...
+
+    @property
+    def consumer(self) -> str: ...
+
+    @property
+    def running(self) -> bool:
+        """False once stopped, or ended by an error."""
+        ...
+
+    @property
+    def error(self) -> BaseException | None:
+        """What ended the subscription abnormally, if anything did."""
+        ...
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop after the event being handled; True when the thread ended in time.
+
+        Events read but not yet handled stay pending on this consumer: the same
+        consumer name resumes them when it subscribes again, another consumer of
+        the group claims them after ``claim_idle``.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A feed entry a group gave up on, with the error of its last delivery.
+
+    ``event`` is None when the entry itself could not be decoded (the error says why).
+    """
+
+    group: str
+    position: FeedPosition
+    stream_id: str
+    version: int
+    type_name: str
+    error: str
+    deliveries: int
+    consumer: str
+    failed_at: float
+    event: RecordedEvent | None
 
 
 class Subscriptions(Protocol):
     """Reading every partition feed through a consumer group.
 
-    At-least-once: an event is acknowledged after ``handler`` returns; one left
-    pending on a dead consumer is claimed by another after ``claim_idle`` seconds; one
-    whose handler keeps raising is moved to the group's dead-letter stream after
-    ``max_deliveries`` attempts, with the error recorded, and the group moves on.
+    At-least-once: an event is acknowledged after ``handler`` returns. A handler
+    that raises an ``Exception`` gets the event again (after ``retry_delay``) until
+    ``max_deliveries`` deliveries; when the last one raises too, the event moves to the
+    group's dead-letter list with the error recorded, and the group moves on. Events
+    of one partition are handled in feed order (a retried event holds back the ones
+    after it). An event left pending by a consumer that died (or a handler raising a
+    ``BaseException`` that is not an ``Exception``, which ends the subscription at
+    once, as if the process had died) is claimed by another consumer of the group
+    after ``claim_idle`` seconds; an event claimed more than ``max_deliveries`` times
+    is dead-lettered without running the handler again.
     """
 
     def subscribe(
@@ -182,7 +296,27 @@ class Subscriptions(Protocol):
         start: StartFrom = "beginning",
         claim_idle: float = 30.0,
         max_deliveries: int = 5,
-    ) -> Subscription: ...
+        retry_delay: float = 0.05,
+    ) -> Subscription:
+        """Start a consumer of ``group`` handling events on its own thread.
+
+        Args:
+            group: the consumer group; created on first use at ``start``.
+                An existing group resumes where it was, whatever ``start`` says.
+            handler: called with each event, on the subscription's thread.
+            consumer: this consumer's name within the group (unique per process);
+                a fresh one by default. Re-using a name resumes its pending events.
+            start: ``"beginning"`` (the feeds' first entries) or ``"now"``.
+            claim_idle: seconds after which an event pending on another consumer is
+                presumed abandoned and claimed.
+            max_deliveries: deliveries before an event is dead-lettered.
+            retry_delay: seconds between a failed delivery and the next.
+        """
+        ...
+
+    def dead_letters(self, group: str) -> list[DeadLetter]:
+        """The group's dead letters, oldest first (per partition)."""
+        ...
 
 
 class ProjectionStore(Protocol):
@@ -200,7 +334,15 @@ class ProjectionStore(Protocol):
         set_fields: Mapping[str, str | int | bytes] | None = None,
         increments: Mapping[str, int] | None = None,
     ) -> bool:
-        """Apply an update at ``position``; False when it was already applied."""
+        """Apply an update at ``position``; False when it was already applied.
+
+        ``set_fields`` are written first, then ``increments`` added (a field may
+        appear in both). Values are stored as strings (bytes must be UTF-8).
+
+        Raises:
+            InvalidProjectionUpdate: an increment targets a non-integer field, or a
+                field name is reserved (``_position``); nothing changed.
+        """
         ...
 
     def get(self, key: str) -> dict[str, str] | None:
@@ -212,6 +354,43 @@ class ProjectionStore(Protocol):
         ...
 
     def delete(self, key: str) -> None: ...
+
+    def keys(self) -> Iterator[str]:
+        """Every key of the projection (any order)."""
+        ...
+
+
+Projector = Callable[[RecordedEvent, ProjectionStore], None]
+"""Applies one event to a projection store (the function a rebuild replays)."""
+
+
+class ProjectionGenerations(ProjectionStore, Protocol):
+    """A projection store whose keys live in generations, one of them current.
+
+    ``ProjectionStore`` methods act on the current generation. A rebuild fills a
+    fresh generation from the event store and switches to it in one step
+    (see ``rebuild_projection``).
+    """
+
+    def generation(self) -> int:
+        """The current generation."""
+        ...
+
+    def new_generation(self) -> int:
+        """Reserve a fresh, empty generation (not current)."""
+        ...
+
+    def at_generation(self, generation: int) -> ProjectionStore:
+        """A store acting on ``generation`` whether it is current or not."""
+        ...
+
+    def switch(self, generation: int) -> None:
+        """Make ``generation`` current, atomically for every reader."""
+        ...
+
+    def drop_generation(self, generation: int) -> None:
+        """Delete every key of ``generation`` (not the current one)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +405,16 @@ class Snapshot:
 class SnapshotStore(Protocol):
     """The latest snapshot per stream; loading reads it and the stream's tail."""
 
-    def save(self, stream_id: str, version: int, state: bytes) -> None:
-        """Keep this snapshot unless a newer one (higher version) is kept already."""
+    def save(self, stream_id: str, version: int, state: bytes) -> bool:
+        """Keep this snapshot unless one of a higher or equal version is kept already.
+
+        Returns:
+            True when this snapshot was kept.
+        """
         ...
 
-    def load(self, stream_id: str) -> Snapshot | None: ...
+    def load(self, stream_id: str) -> Snapshot | None:
+        """The latest snapshot of the stream, or None."""
+        ...
+
+    def delete(self, stream_id: str) -> None: ...

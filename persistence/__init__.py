@@ -1,0 +1,83 @@
+"""Persistence: ports (Protocols) and their adapters: memory (embedded default), Redis.
+
+Knows nothing of tickets. Events are pydantic models registered with a ``Codec``;
+``MemoryEventStore`` & co. keep them in process, ``RedisEventStore`` & co. in Redis
+streams and hashes (key layout in ``docs/redis-layout.md``). Every error raised is a
+``PersistenceError`` (tree in ``persistence._errors``).
+"""
+
+from __future__ import annotations
+
+from persistence._codec import Codec
+from persistence._errors import (
+    BackendError,
+    CodecError,
+    ConcurrencyError,
+    ConfigurationError,
+    DuplicateEvent,
+    EventStoreUnavailable,
+    IncompatibleLayout,
+    InvalidProjectionUpdate,
+    MalformedEvent,
+    PersistenceError,
+    StorageFull,
+    UnknownEventType,
+    UnregisteredEvent,
+    UnsafeRedisConfiguration,
+)
+from persistence._ports import (
+    ANY,
+    NO_STREAM,
+    AppendResult,
+    DeadLetter,
+    EventMetadata,
+    EventStore,
+    ExpectedVersion,
+    FeedPosition,
+    ProjectionGenerations,
+    ProjectionStore,
+    Projector,
+    RecordedEvent,
+    Snapshot,
+    SnapshotStore,
+    StartFrom,
+    Subscription,
+    SubscriptionHandler,
+    Subscriptions,
+)
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "AppendResult",
+    "BackendError",
+    "Codec",
+    "CodecError",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "DeadLetter",
+    "DuplicateEvent",
+    "EventMetadata",
+    "EventStore",
+    "EventStoreUnavailable",
+    "ExpectedVersion",
+    "FeedPosition",
+    "IncompatibleLayout",
+    "InvalidProjectionUpdate",
+    "MalformedEvent",
+    "PersistenceError",
+    "ProjectionGenerations",
+    "ProjectionStore",
+    "Projector",
+    "RecordedEvent",
+    "Snapshot",
+    "SnapshotStore",
+    "StartFrom",
+    "StorageFull",
+    "Subscription",
+    "SubscriptionHandler",
+    "Subscriptions",
+    "UnknownEventType",
+    "UnregisteredEvent",
+    "UnsafeRedisConfiguration",
+]
