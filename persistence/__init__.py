@@ -8,6 +8,7 @@ streams and hashes (key layout in ``docs/redis-layout.md``). Every error raised 
 
 from __future__ import annotations
 
+from persistence._bundle import Persistence
 from persistence._codec import Codec
 from persistence._errors import (
     BackendError,
@@ -24,6 +25,12 @@ from persistence._errors import (
     UnknownEventType,
     UnregisteredEvent,
     UnsafeRedisConfiguration,
+)
+from persistence._memory import (
+    MemoryEventStore,
+    MemoryProjectionStore,
+    MemorySnapshotStore,
+    MemorySubscriptions,
 )
 from persistence._ports import (
     ANY,
@@ -45,6 +52,10 @@ from persistence._ports import (
     SubscriptionHandler,
     Subscriptions,
 )
+from persistence._rebuild import rebuild_projection
+from persistence._redis import RedisEventStore, redis_client
+from persistence._redis_projections import RedisProjectionStore, RedisSnapshotStore
+from persistence._redis_subscriptions import RedisSubscriptions
 
 __all__ = [
     "ANY",
@@ -65,11 +76,20 @@ __all__ = [
     "IncompatibleLayout",
     "InvalidProjectionUpdate",
     "MalformedEvent",
+    "MemoryEventStore",
+    "MemoryProjectionStore",
+    "MemorySnapshotStore",
+    "MemorySubscriptions",
+    "Persistence",
     "PersistenceError",
     "ProjectionGenerations",
     "ProjectionStore",
     "Projector",
     "RecordedEvent",
+    "RedisEventStore",
+    "RedisProjectionStore",
+    "RedisSnapshotStore",
+    "RedisSubscriptions",
     "Snapshot",
     "SnapshotStore",
     "StartFrom",
@@ -80,4 +100,6 @@ __all__ = [
     "UnknownEventType",
     "UnregisteredEvent",
     "UnsafeRedisConfiguration",
+    "rebuild_projection",
+    "redis_client",
 ]

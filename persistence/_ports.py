@@ -221,6 +221,16 @@ class EventStore(Protocol):
         ...
 
 
+    def trim_feeds(self) -> int:
+        """Drop feed entries every consumer group has acknowledged; returns how many.
+
+        A feed without any consumer group keeps everything; aggregate streams are
+        never trimmed. A group created later with ``start="beginning"`` starts at the
+        oldest entry left.
+        """
+        ...
+
+
 SubscriptionHandler = Callable[[RecordedEvent], None]
 
 
@@ -257,7 +267,9 @@ class Subscription(Protocol):
 class DeadLetter:
     """A feed entry a group gave up on, with the error of its last delivery.
 
-    ``event`` is None when the entry itself could not be decoded (the error says why).
+    ``event`` is None when the entry itself could not be decoded (the error says why);
+    ``error`` is ``"Type: message"`` of the last delivery's exception, ``traceback``
+    its formatted traceback (empty when no handler ran, e.g. consumers kept dying).
     """
 
     group: str
@@ -270,6 +282,7 @@ class DeadLetter:
     consumer: str
     failed_at: float
     event: RecordedEvent | None
+    traceback: str = ""
 
 
 class Subscriptions(Protocol):

@@ -1,0 +1,653 @@
+"""The Redis event store: aggregate streams, partition feeds, group-committed appends.
+
+Layout (``docs/redis-layout.md``): each aggregate is a stream whose entry ids are
+``<version>-0``, each append also lands in its partition's feed, both written by one
+Lua script (``APPEND``) that checks the expected version and idempotency by event id
+before its first write.
+
+Group commit: appends issued concurrently share round trips. The first caller to
+find the writer idle becomes the leader and sends its own append at once (a lone
+append never waits for company); callers arriving while it waits for Redis queue
+up, and when the leader is done the first of them leads the next round trip,
+pipelining everything queued (each append still its own EVALSHA with its own
+result). No timer, no sleeping: the batch is whatever queued during one round trip.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import msgpack
+import redis
+from pydantic import BaseModel
+from redis import exceptions as rx
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from persistence._codec import Codec
+from persistence._common import EMPTY_EXTRA, expected_as_int, metadata_for
+from persistence._errors import (
+    BackendError,
+    CodecError,
+    ConcurrencyError,
+    DuplicateEvent,
+    IncompatibleLayout,
+    MalformedEvent,
+    UnsafeRedisConfiguration,
+)
+from persistence._ports import (
+    AppendResult,
+    EventMetadata,
+    ExpectedVersion,
+    FeedPosition,
+    RecordedEvent,
+)
+from persistence._redis_errors import map_redis_error, map_redis_errors
+from persistence._redis_layout import FEED_FIELDS, LAYOUT_VERSION, STREAM_FIELDS, RedisLayout
+from persistence._redis_scripts import APPEND, TRIM_FEED
+
+_pack_command: Callable[[tuple[Any, ...]], bytes] | None
+try:  # redis[hiredis] is a dependency; fall back to redis-py's packer without it.
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover
+    _pack_command = None
+
+__all__ = ["RedisEventStore", "redis_client"]
+
+READ_PAGE = 10_000
+"""Entries per XRANGE when reading a stream (bounds the reply size of long streams)."""
+
+_STREAM_NAMES = list(STREAM_FIELDS)
+_FEED_NAMES = list(FEED_FIELDS)
+
+
+def redis_client(url: str, **kwargs: Any) -> redis.Redis:
+    """A redis-py client for the adapter: short retries, bounded timeouts.
+
+    redis-py retries a command after a connection error (10 times by default, with
+    up to a second between tries); the adapter's appends are idempotent by event id,
+    so a retry is safe, but a dead server should surface as ``EventStoreUnavailable``
+    within about a second rather than after many.
+    """
+    options: dict[str, Any] = {
+        "socket_timeout": 5.0,
+        "socket_connect_timeout": 2.0,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        "health_check_interval": 0,
+    }
+    options.update(kwargs)
+    return redis.Redis.from_url(url, **options)
+
+
+def check_client(client: redis.Redis) -> redis.Redis:
+    """Raise ValueError for a client that decodes replies (the adapter reads bytes)."""
+    if client.get_connection_kwargs().get("decode_responses"):
+        raise ValueError("the Redis client must not decode responses (decode_responses=False)")
+    return client
+
+
+def check_eviction_policy(client: redis.Redis, allow_eviction: bool) -> str:
+    """Refuse a server that may evict keys (events would vanish silently).
+
+    Uses ``INFO memory`` rather than ``CONFIG GET``, which managed services disable.
+
+    Raises:
+        UnsafeRedisConfiguration: the policy is not ``noeviction`` and
+            ``allow_eviction`` is False.
+    """
+    with map_redis_errors("reading the server's maxmemory-policy"):
+        info = client.info("memory")
+    policy = str(info.get("maxmemory_policy", "unknown"))
+    if policy != "noeviction" and not allow_eviction:
+        raise UnsafeRedisConfiguration(
+            f"Redis maxmemory-policy is {policy!r}: under memory pressure it evicts keys,"
+            " event streams included. Set it to 'noeviction', or pass allow_eviction=True"
+            " for throw-away data."
+        )
+    return policy
+
+
+def check_layout(client: redis.Redis, layout: RedisLayout) -> None:
+    """Record this prefix's layout on first use; refuse another partition count later.
+
+    Raises:
+        IncompatibleLayout: the prefix holds data written with other partitions.
+    """
+    with map_redis_errors("checking the key layout"):
+        pipe = client.pipeline(transaction=False)
+        pipe.hsetnx(layout.meta, "partitions", layout.partitions)
+        pipe.hsetnx(layout.meta, "layout", LAYOUT_VERSION)
+        pipe.hmget(layout.meta, ["partitions", "layout"])
+        stored = pipe.execute()[-1]
+    partitions, version = (int(value) if value is not None else None for value in stored)
+    if partitions != layout.partitions or version != LAYOUT_VERSION:
+        raise IncompatibleLayout(
+            f"prefix {layout.prefix!r} holds data of layout {version} with {partitions}"
+            f" partitions; this store uses layout {LAYOUT_VERSION} with"
+            f" {layout.partitions}. Streams would be looked up in the wrong partition."
+        )
+
+
+class _Request:
+    """One append waiting for its reply; ``signal`` is a lock its thread blocks on."""
+
+    __slots__ = ("args", "done", "error", "promoted", "reply", "signal")
+
+    def __init__(self, args: list[Any]) -> None:
+        self.args = args
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.promoted = False
+        self.signal: Any = None
+
+
+class _GroupCommit:
+    """Leader/follower group commit of EVALSHA calls over one dedicated connection."""
+
+    def __init__(
+        self, client: redis.Redis, script: str, *, retries: int, max_batch: int
+    ) -> None:
+        self._client = client
+        self._pool = client.connection_pool
+        self._script = script
+        self._sha = ""
+        self._retries = retries
+        self._max_batch = max_batch
+        self._mutex = threading.Lock()
+        self._queue: list[_Request] = []
+        self._busy = False
+        self._conn: Any = None
+        self._closed = False
+        self.round_trips = 0  # for tests and the benchmark: appends / round trips
+
+    def load(self) -> str:
+        with map_redis_errors("loading the append script"):
+            self._sha = str(self._client.script_load(self._script))
+        return self._sha
+
+    @property
+    def sha(self) -> str:
+        return self._sha
+
+    def call(self, args: list[Any]) -> Any:
+        """Send ``EVALSHA <sha> <args...>``; returns the reply or raises its error."""
+        request = _Request(args)
+        mutex = self._mutex
+        with mutex:
+            if self._busy:
+                request.signal = threading.Lock()
+                request.signal.acquire()
+                self._queue.append(request)
+                follower = True
+            else:
+                self._busy = True
+                follower = False
+        if follower:
+            request.signal.acquire()  # released when done, or when made the leader
+            if not request.promoted:
+                return _outcome(request)
+            with mutex:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+        else:
+            batch = [request]
+        try:
+            self._send(batch)
+        except BaseException as error:  # never leave a follower blocked
+            for item in batch:
+                if not item.done:
+                    item.error, item.done = error, True
+        finally:
+            for item in batch:
+                if item is not request:
+                    item.signal.release()
+            with mutex:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.promoted = True
+                    successor.signal.release()
+                else:
+                    self._busy = False
+        return _outcome(request)
+
+    def _connection(self) -> Any:
+        if self._closed:
+            raise rx.ConnectionError("the event store is closed")
+        if self._conn is None:
+            self._conn = self._pool.get_connection()
+        return self._conn
+
+    def _send(self, batch: list[_Request]) -> None:
+        pending = batch
+        failures = 0
+        while pending:
+            conn = self._connection()
+            sha = self._sha
+            try:
+                if _pack_command is not None:
+                    packed = [b"".join([_pack_command(("EVALSHA", sha, *r.args)) for r in pending])]
+                else:  # pragma: no cover
+                    packed = conn.pack_commands([("EVALSHA", sha, *r.args) for r in pending])
+                conn.send_packed_command(packed, check_health=False)
+                self.round_trips += 1
+                for item in pending:
+                    try:
+                        item.reply = conn.read_response()
+                    except rx.ResponseError as error:
+                        item.error = error
+                    item.done = True
+            except (rx.ConnectionError, rx.TimeoutError, OSError) as error:
+                # The replies of some appends may be lost after the server applied
+                # them: sending them again is safe, a retry returns the earlier result.
+                conn.disconnect()
+                pending = [item for item in pending if not item.done]
+                failures += 1
+                if failures > self._retries:
+                    for item in pending:
+                        item.error, item.done = error, True
+                    return
+                time.sleep(min(0.02 * 2 ** (failures - 1), 0.2))
+                continue
+            missing = [item for item in pending if isinstance(item.error, rx.NoScriptError)]
+            if not missing:
+                return
+            # The server lost its script cache (restart, SCRIPT FLUSH): the script
+            # did not run, so load it and send those appends again.
+            for item in missing:
+                item.error, item.done = None, False
+            try:
+                self._sha = str(self._client.script_load(self._script))
+            except rx.RedisError as error:
+                for item in missing:
+                    item.error, item.done = error, True
+                return
+            pending = missing
+
+    def close(self) -> None:
+        with self._mutex:
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool.release(conn)
+
+
+def _outcome(request: _Request) -> Any:
+    if request.error is not None:
+        raise request.error
+    return request.reply
+
+
+class RedisEventStore:
+    """``EventStore`` on Redis streams (thread-safe; share one per process).
+
+    Args:
+        client: a redis-py client (see ``redis_client``); the store does not close
+            it unless it was created by ``from_url``.
+        codec: the registry of event models.
+        prefix: the key prefix (no braces or glob characters); nothing outside it is
+            read or written, and nothing assumes an empty server.
+        partitions: how many partition feeds; recorded under the prefix on first
+            use, a later store with another count is refused (``IncompatibleLayout``).
+        allow_eviction: run on a server whose ``maxmemory-policy`` is not
+            ``noeviction`` (events may then be evicted: throw-away data only).
+        retries: how many times an append is re-sent after a lost connection.
+        max_batch: most appends pipelined in one round trip.
+
+    Raises:
+        UnsafeRedisConfiguration: the server may evict keys.
+        IncompatibleLayout: the prefix holds data with another partition count.
+        EventStoreUnavailable: the server cannot be reached.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        codec: Codec,
+        *,
+        prefix: str = "ca",
+        partitions: int = 16,
+        allow_eviction: bool = False,
+        retries: int = 2,
+        max_batch: int = 512,
+    ) -> None:
+        self._client = check_client(client)
+        self._codec = codec
+        self._layout = RedisLayout(prefix, partitions)
+        self._owns_client = False
+        check_eviction_policy(client, allow_eviction)
+        check_layout(client, self._layout)
+        self._writer = _GroupCommit(client, APPEND, retries=retries, max_batch=max_batch)
+        self._writer.load()
+        self._trim = client.register_script(TRIM_FEED)
+        self._retries = retries
+        # Per-partition key parts, computed once: the append path only formats ids.
+        self._stream_prefix = [f"{self._layout.tag(p)}:stream:" for p in range(partitions)]
+        self._feed_keys = [self._layout.feed(p) for p in range(partitions)]
+        self._names: dict[tuple[bytes, bytes], tuple[str, int]] = {}
+
+    @classmethod
+    def from_url(cls, url: str, codec: Codec, **kwargs: Any) -> RedisEventStore:
+        """A store on its own client for ``url`` (closed by ``close()``)."""
+        client = redis_client(url)
+        try:
+            store = cls(client, codec, **kwargs)
+        except BaseException:
+            client.close()
+            raise
+        store._owns_client = True
+        return store
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
+    @property
+    def codec(self) -> Codec:
+        return self._codec
+
+    @property
+    def layout(self) -> RedisLayout:
+        return self._layout
+
+    @property
+    def partitions(self) -> int:
+        return self._layout.partitions
+
+    @property
+    def round_trips(self) -> int:
+        """Round trips the append writer made (appends / round trips = batching)."""
+        return self._writer.round_trips
+
+    def partition_of(self, stream_id: str) -> int:
+        return self._layout.partition_of(stream_id)
+
+    def close(self) -> None:
+        """Release the writer's connection (and the client, if ``from_url`` made it)."""
+        self._writer.close()
+        if self._owns_client:
+            self._client.close()
+
+    # -- appending -----------------------------------------------------------------
+
+    def append(
+        self,
+        stream_id: str,
+        events: Sequence[BaseModel],
+        expected_version: ExpectedVersion,
+        metadata: Sequence[EventMetadata] | EventMetadata | None = None,
+    ) -> AppendResult:
+        """See ``EventStore.append``."""
+        expected = expected_as_int(expected_version)
+        metas = metadata_for(events, metadata)
+        partition = self._layout.partition_of(stream_id)
+        args: list[Any] = [
+            2,
+            self._stream_prefix[partition] + stream_id,
+            self._feed_keys[partition],
+            expected,
+            len(events),
+            stream_id,
+        ]
+        encode = self._codec.encode_fields
+        for event, meta in zip(events, metas, strict=True):
+            type_name, schema, data = encode(event)
+            args += (
+                type_name,
+                schema,
+                data,
+                meta.event_id,
+                meta.correlation_id or "",
+                meta.causation_id or "",
+                repr(meta.recorded_at),
+                msgpack.packb(dict(meta.extra)) if meta.extra else b"",
+            )
+        try:
+            reply = self._writer.call(args)
+        except Exception as error:
+            raise map_redis_error(error, f"append to {stream_id!r}") from error
+        status = reply[0]
+        if status == 1 or status == 2:
+            return AppendResult(
+                stream_id,
+                reply[1],
+                tuple(FeedPosition(partition, entry.decode()) for entry in reply[2:]),
+            )
+        if status == 0:
+            raise ConcurrencyError(stream_id, expected_version, reply[1])
+        if status == 3:
+            raise DuplicateEvent(stream_id, reply[2].decode(), reply[1])
+        raise BackendError(f"append to {stream_id!r}: unexpected reply {reply!r}")
+
+    # -- reading -------------------------------------------------------------------
+
+    def command(self, *args: Any, doing: str = "") -> Any:
+        """Run one command on a pooled connection; the raw reply (no redis-py parsing).
+
+        Skipping redis-py's reply callbacks (which build a dict per stream entry)
+        keeps reading a long stream cheap.
+        """
+        pool = self._client.connection_pool
+        failures = 0
+        while True:
+            conn: Any = pool.get_connection()
+            try:
+                conn.send_command(*args, check_health=False)
+                return conn.read_response()
+            except (rx.ConnectionError, rx.TimeoutError, OSError) as error:
+                conn.disconnect()
+                failures += 1
+                if failures > self._retries:
+                    raise map_redis_error(error, doing) from error
+                time.sleep(min(0.02 * 2 ** (failures - 1), 0.2))
+            except rx.RedisError as error:
+                raise map_redis_error(error, doing) from error
+            finally:
+                pool.release(conn)
+
+    def pipeline(self, commands: Sequence[Sequence[Any]], *, doing: str = "") -> list[Any]:
+        """Run commands in one round trip; raw replies, a command's error as its reply.
+
+        Only for commands that are safe to send twice (reads, acknowledgements,
+        claims): after a lost connection the whole pipeline is sent again.
+        """
+        pool = self._client.connection_pool
+        failures = 0
+        while True:
+            conn: Any = pool.get_connection()
+            try:
+                conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                replies: list[Any] = []
+                for _ in commands:
+                    try:
+                        replies.append(conn.read_response())
+                    except rx.ResponseError as error:
+                        replies.append(error)
+                return replies
+            except (rx.ConnectionError, rx.TimeoutError, OSError) as error:
+                conn.disconnect()
+                failures += 1
+                if failures > self._retries:
+                    raise map_redis_error(error, doing) from error
+                time.sleep(min(0.02 * 2 ** (failures - 1), 0.2))
+            except rx.RedisError as error:
+                raise map_redis_error(error, doing) from error
+            finally:
+                pool.release(conn)
+
+    def read(
+        self, stream_id: str, from_version: int = 0, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        """See ``EventStore.read``."""
+        from_version = max(0, from_version)
+        if to_version is not None and to_version <= from_version:
+            return []
+        partition = self._layout.partition_of(stream_id)
+        key = self._stream_prefix[partition] + stream_id
+        end = "+" if to_version is None else f"{to_version}-0"
+        doing = f"read {stream_id!r}"
+        out: list[RecordedEvent] = []
+        start = f"{from_version + 1}-0"
+        while True:
+            entries = self.command("XRANGE", key, start, end, "COUNT", READ_PAGE, doing=doing)
+            decode = self._stream_entry
+            out.extend([decode(stream_id, partition, entry) for entry in entries])
+            if len(entries) < READ_PAGE:
+                return out
+            start = f"({entries[-1][0].decode()}"
+
+    def stream_version(self, stream_id: str) -> int:
+        """See ``EventStore.stream_version``."""
+        version: int = self.command(
+            "XLEN", self._layout.stream(stream_id), doing=f"version of {stream_id!r}"
+        )
+        return version
+
+    def read_feed(
+        self, partition: int, after: str | None = None, count: int = 1000
+    ) -> list[RecordedEvent]:
+        """See ``EventStore.read_feed``."""
+        start = "-" if after is None else f"({after}"
+        entries = self.command(
+            "XRANGE", self._feed_keys[partition], start, "+", "COUNT", count,
+            doing=f"read feed {partition}",
+        )
+        return [self.feed_entry(partition, entry) for entry in entries]
+
+    def stream_ids(self) -> Iterator[str]:
+        """Every stream's id, found with SCAN (slow on big servers; maintenance only)."""
+        for partition in range(self.partitions):
+            head = len(self._stream_prefix[partition])
+            with map_redis_errors("listing streams"):
+                keys = list(
+                    self._client.scan_iter(
+                        match=self._layout.stream_pattern(partition), count=1000, _type="stream"
+                    )
+                )
+            for key in keys:
+                yield key.decode()[head:]
+
+    def trim_feeds(self) -> int:
+        """Trim every feed below what all its consumer groups acknowledged.
+
+        A feed without consumer groups keeps everything; aggregate streams are never
+        trimmed. Safe to run at any time, from any process (each trim is one script).
+
+        Returns:
+            How many feed entries were removed.
+        """
+        removed = 0
+        with map_redis_errors("trimming feeds"):
+            for key in self._feed_keys:
+                removed += int(self._trim(keys=[key]))
+        return removed
+
+    # -- decoding ------------------------------------------------------------------
+
+    def _type_names(self, type_name: bytes, schema: bytes) -> tuple[str, int]:
+        names = self._names.get((type_name, schema))
+        if names is None:
+            names = (type_name.decode(), int(schema))
+            if len(self._names) < 10_000:
+                self._names[(type_name, schema)] = names
+        return names
+
+    def _stream_entry(self, stream_id: str, partition: int, entry: list[Any]) -> RecordedEvent:
+        entry_id, fields = entry
+        version = int(entry_id[:-2]) if entry_id.endswith(b"-0") else -1
+        try:
+            if fields[0::2] == _STREAM_NAMES:
+                type_name, schema, data, event_id, correlation, causation, at, extra, feed = (
+                    fields[1::2]
+                )
+            else:
+                named = dict(zip(fields[0::2], fields[1::2], strict=True))
+                type_name, schema, data, event_id, correlation, causation, at, extra, feed = (
+                    named[name] for name in STREAM_FIELDS
+                )
+            event = self._codec.decode_raw(type_name, schema, data, stream_id, version)
+            name, schema_version = self._type_names(type_name, schema)
+            return RecordedEvent(
+                stream_id,
+                version,
+                name,
+                schema_version,
+                event,
+                EventMetadata(
+                    event_id.decode(),
+                    correlation.decode() or None,
+                    causation.decode() or None,
+                    float(at),
+                    _extra(extra),
+                ),
+                FeedPosition(partition, feed.decode()),
+            )
+        except CodecError:
+            raise
+        except Exception as error:  # missing fields, unreadable numbers, bad extra
+            raise MalformedEvent(
+                f"unreadable stream entry {entry_id!r} ({type(error).__name__}: {error})",
+                stream_id=stream_id,
+                version=version,
+            ) from None
+
+    def feed_entry(self, partition: int, entry: list[Any]) -> RecordedEvent:
+        """A raw feed entry (from XRANGE / XREADGROUP) as a ``RecordedEvent``.
+
+        Raises:
+            CodecError: the entry cannot be decoded (names stream, version, position).
+        """
+        entry_id, fields = entry
+        position = entry_id.decode()
+        stream_id: str | None = None
+        version: int | None = None
+        try:
+            if fields[0::2] == _FEED_NAMES:
+                stream, v, type_name, schema, data, event_id, correlation, causation, at, extra = (
+                    fields[1::2]
+                )
+            else:
+                named = dict(zip(fields[0::2], fields[1::2], strict=True))
+                stream, v, type_name, schema, data, event_id, correlation, causation, at, extra = (
+                    named[name] for name in FEED_FIELDS
+                )
+            stream_id = stream.decode()
+            version = int(v)
+            event = self._codec.decode_raw(type_name, schema, data, stream_id, version, position)
+            name, schema_version = self._type_names(type_name, schema)
+            return RecordedEvent(
+                stream_id,
+                version,
+                name,
+                schema_version,
+                event,
+                EventMetadata(
+                    event_id.decode(),
+                    correlation.decode() or None,
+                    causation.decode() or None,
+                    float(at),
+                    _extra(extra),
+                ),
+                FeedPosition(partition, position),
+            )
+        except CodecError:
+            raise
+        except Exception as error:
+            raise MalformedEvent(
+                f"unreadable feed entry ({type(error).__name__}: {error})",
+                stream_id=stream_id,
+                version=version,
+                position=f"{partition}/{position}",
+            ) from None
+
+
+def _extra(packed: bytes) -> Any:
+    if not packed:
+        return EMPTY_EXTRA
+    extra = msgpack.unpackb(packed)
+    if not isinstance(extra, dict):
+        raise ValueError("extra metadata is not a map")
+    return extra

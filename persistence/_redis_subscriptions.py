@@ -1,0 +1,319 @@
+"""Subscriptions on Redis: a consumer group per subscription name on every partition feed.
+
+One thread per subscription reads all partition feeds with one blocking XREADGROUP
+(a short block, so ``stop()`` is prompt), acknowledges with XACK after the handler
+returned, claims entries idle on dead consumers with XAUTOCLAIM and moves entries
+that keep failing to the group's dead-letter stream of their partition, in one
+script with the acknowledgement. Delivery counts are Redis' own (XPENDING), so they
+survive consumer restarts. The loop itself is ``persistence._subscription``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from persistence._errors import BackendError, CodecError
+from persistence._ports import (
+    DeadLetter,
+    FeedPosition,
+    StartFrom,
+    Subscription,
+    SubscriptionHandler,
+)
+from persistence._redis import RedisEventStore
+from persistence._redis_errors import map_redis_error, map_redis_errors
+from persistence._redis_layout import FEED_FIELDS, check_name
+from persistence._redis_scripts import DEAD_LETTER
+from persistence._subscription import Delivery, RunningSubscription, default_consumer_name
+
+__all__ = ["RedisSubscriptions"]
+
+READ_COUNT = 64
+"""Entries read per partition per XREADGROUP."""
+
+CLAIM_COUNT = 100
+"""Entries claimed per partition per XAUTOCLAIM."""
+
+
+class _RedisGroupBackend:
+    """``GroupBackend`` for one consumer of one group over a store's partition feeds."""
+
+    def __init__(
+        self, store: RedisEventStore, group: str, consumer: str, start: StartFrom
+    ) -> None:
+        self._store = store
+        self._group = group
+        self._consumer = consumer
+        self._start = start
+        layout = store.layout
+        self._feeds = [layout.feed(p) for p in range(store.partitions)]
+        self._partition_of_feed = {key.encode(): p for p, key in enumerate(self._feeds)}
+        self._dead_keys = [layout.dead(p, group) for p in range(store.partitions)]
+        self._dead_letter_script = store.client.register_script(DEAD_LETTER)
+
+    def _doing(self, what: str) -> str:
+        return f"subscription {self._group}/{self._consumer}: {what}"
+
+    def ensure_group(self) -> None:
+        since = "$" if self._start == "now" else "0"
+        replies = self._store.pipeline(
+            [("XGROUP", "CREATE", feed, self._group, since, "MKSTREAM") for feed in self._feeds],
+            doing=self._doing("creating the group"),
+        )
+        for reply in replies:
+            if isinstance(reply, Exception) and not str(reply).startswith("BUSYGROUP"):
+                raise map_redis_error(reply, self._doing("creating the group"))
+
+    def _deliveries(
+        self,
+        partition: int,
+        entries: Sequence[Any],
+        counts: dict[bytes, int] | None,
+    ) -> tuple[list[Delivery], list[bytes]]:
+        """Deliveries of raw entries, and the ids of entries deleted meanwhile (trimmed)."""
+        out = []
+        gone = []
+        for entry in entries:
+            entry_id, fields = entry
+            if fields is None:
+                gone.append(entry_id)
+                continue
+            deliveries = 1 if counts is None else counts.get(entry_id, 1)
+            try:
+                event = self._store.feed_entry(partition, entry)
+                error: CodecError | None = None
+            except CodecError as codec_error:
+                event, error = None, codec_error
+            out.append(Delivery(partition, entry_id.decode(), deliveries, event, error, fields))
+        return out, gone
+
+    def _check(self, reply: Any, what: str) -> Any:
+        if isinstance(reply, Exception):
+            raise map_redis_error(reply, self._doing(what))
+        return reply
+
+    def _pending_counts(
+        self, ranges: dict[int, tuple[bytes, bytes]]
+    ) -> dict[int, dict[bytes, int]]:
+        """This consumer's delivery counts of entries in the given id ranges, per partition."""
+        partitions = list(ranges)
+        replies = self._store.pipeline(
+            [
+                ("XPENDING", self._feeds[p], self._group, ranges[p][0], ranges[p][1],
+                 10_000, self._consumer)
+                for p in partitions
+            ],
+            doing=self._doing("reading delivery counts"),
+        )
+        return {
+            p: {row[0]: int(row[3]) for row in self._check(reply, "reading delivery counts")}
+            for p, reply in zip(partitions, replies, strict=True)
+        }
+
+    def own_pending(self) -> list[Delivery]:
+        # Reading its own history re-delivers (and counts) what this consumer name
+        # had read but not acknowledged before it stopped.
+        replies = self._store.pipeline(
+            [
+                ("XREADGROUP", "GROUP", self._group, self._consumer, "COUNT", CLAIM_COUNT,
+                 "STREAMS", feed, "0")
+                for feed in self._feeds
+            ],
+            doing=self._doing("reading its pending entries"),
+        )
+        found: dict[int, list[Any]] = {}
+        for partition, reply in enumerate(replies):
+            for _key, entries in _per_stream(self._check(reply, "reading its pending entries")):
+                if entries:
+                    found[partition] = entries
+        return self._with_counts(found)
+
+    def _with_counts(self, found: dict[int, list[Any]]) -> list[Delivery]:
+        if not found:
+            return []
+        counts = self._pending_counts(
+            {p: (entries[0][0], entries[-1][0]) for p, entries in found.items()}
+        )
+        out: list[Delivery] = []
+        for partition, entries in found.items():
+            deliveries, gone = self._deliveries(partition, entries, counts[partition])
+            out += deliveries
+            if gone:
+                self._ack_ids(partition, gone)
+        return out
+
+    def read_new(self, block: float) -> list[Delivery]:
+        args: list[Any] = ["XREADGROUP", "GROUP", self._group, self._consumer, "COUNT", READ_COUNT]
+        if block > 0:  # BLOCK 0 would wait forever
+            args += ["BLOCK", max(1, int(block * 1000))]
+        args += ["STREAMS", *self._feeds, *(">" for _ in self._feeds)]
+        reply = self._store.command(*args, doing=self._doing("reading new entries"))
+        out: list[Delivery] = []
+        for key, entries in _per_stream(reply):
+            deliveries, _gone = self._deliveries(self._partition_of_feed[key], entries, None)
+            out += deliveries
+        return out
+
+    def claim(self, min_idle: float) -> list[Delivery]:
+        idle_ms = max(0, int(min_idle * 1000))
+        replies = self._store.pipeline(
+            [
+                ("XAUTOCLAIM", feed, self._group, self._consumer, idle_ms, "0-0",
+                 "COUNT", CLAIM_COUNT)
+                for feed in self._feeds
+            ],
+            doing=self._doing("claiming idle entries"),
+        )
+        found: dict[int, list[Any]] = {}
+        for partition, reply in enumerate(replies):
+            claimed = self._check(reply, "claiming idle entries")[1]
+            if claimed:
+                found[partition] = claimed
+        return self._with_counts(found)
+
+    def redeliver(self, delivery: Delivery) -> Delivery | None:
+        count = delivery.deliveries + 1
+        reply = self._store.command(
+            "XCLAIM", self._feeds[delivery.partition], self._group, self._consumer, 0,
+            delivery.entry_id, "RETRYCOUNT", count,
+            doing=self._doing("redelivering an entry"),
+        )
+        deliveries, _gone = self._deliveries(
+            delivery.partition, reply, {delivery.entry_id.encode(): count}
+        )
+        return deliveries[0] if deliveries else None
+
+    def _ack_ids(self, partition: int, ids: Sequence[bytes | str]) -> None:
+        self._store.command(
+            "XACK", self._feeds[partition], self._group, *ids, doing=self._doing("acknowledging")
+        )
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        by_partition: dict[int, list[str]] = {}
+        for delivery in deliveries:
+            by_partition.setdefault(delivery.partition, []).append(delivery.entry_id)
+        replies = self._store.pipeline(
+            [("XACK", self._feeds[p], self._group, *ids) for p, ids in by_partition.items()],
+            doing=self._doing("acknowledging"),
+        )
+        for reply in replies:
+            self._check(reply, "acknowledging")
+
+    def dead_letter(self, delivery: Delivery, error: str, traceback: str) -> None:
+        fields = list(delivery.raw) if isinstance(delivery.raw, list) else []
+        fields += [
+            "group", self._group,
+            "consumer", self._consumer,
+            "partition", delivery.partition,
+            "entry", delivery.entry_id,
+            "error", error,
+            "traceback", traceback,
+            "deliveries", delivery.deliveries,
+            "failed_at", repr(time.time()),
+        ]
+        with map_redis_errors(self._doing("dead-lettering")):
+            self._dead_letter_script(
+                keys=[self._feeds[delivery.partition], self._dead_keys[delivery.partition]],
+                args=[self._group, delivery.entry_id, *fields],
+            )
+
+    def close(self) -> None:
+        pass
+
+
+def _per_stream(reply: Any) -> Any:
+    """XREADGROUP's (key, entries) pairs: a map under RESP3, pairs under RESP2."""
+    if reply is None:
+        return ()
+    if isinstance(reply, dict):
+        return reply.items()
+    return reply
+
+
+class RedisSubscriptions:
+    """``Subscriptions`` over a ``RedisEventStore``'s partition feeds.
+
+    Args:
+        store: the event store whose feeds (and codec, client, prefix) to use.
+    """
+
+    def __init__(self, store: RedisEventStore) -> None:
+        self._store = store
+
+    def subscribe(
+        self,
+        group: str,
+        handler: SubscriptionHandler,
+        *,
+        consumer: str | None = None,
+        start: StartFrom = "beginning",
+        claim_idle: float = 30.0,
+        max_deliveries: int = 5,
+        retry_delay: float = 0.05,
+    ) -> Subscription:
+        """See ``Subscriptions.subscribe``.
+
+        Raises:
+            ValueError: a group or consumer name with braces, globs or spaces.
+            EventStoreUnavailable: the group could not be created.
+        """
+        check_name("group", group)
+        name = check_name("consumer", consumer or default_consumer_name())
+        return RunningSubscription(
+            _RedisGroupBackend(self._store, group, name, start),
+            group=group,
+            consumer=name,
+            handler=handler,
+            claim_idle=claim_idle,
+            max_deliveries=max_deliveries,
+            retry_delay=retry_delay,
+        )
+
+    def dead_letters(self, group: str) -> list[DeadLetter]:
+        """See ``Subscriptions.dead_letters``."""
+        check_name("group", group)
+        layout = self._store.layout
+        replies = self._store.pipeline(
+            [("XRANGE", layout.dead(p, group), "-", "+") for p in range(layout.partitions)],
+            doing=f"reading dead letters of {group!r}",
+        )
+        letters = []
+        for partition, reply in enumerate(replies):
+            if isinstance(reply, Exception):
+                raise map_redis_error(reply, f"reading dead letters of {group!r}")
+            for _dead_id, fields in reply:
+                letters.append(self._letter(group, partition, fields))
+        return letters
+
+    def _letter(self, group: str, partition: int, fields: list[bytes]) -> DeadLetter:
+        named = dict(zip(fields[0::2], fields[1::2], strict=True))
+
+        def text(name: str) -> str:
+            return named.get(name.encode(), b"").decode(errors="replace")
+
+        entry = text("entry")
+        try:
+            original = [item for name in FEED_FIELDS for item in (name, named[name])]
+            event = self._store.feed_entry(partition, [entry.encode(), original])
+        except (CodecError, KeyError):
+            event = None
+        try:
+            return DeadLetter(
+                group=group,
+                position=FeedPosition(partition, entry),
+                stream_id=text("stream"),
+                version=int(text("version") or 0),
+                type_name=text("type"),
+                error=text("error"),
+                deliveries=int(text("deliveries") or 0),
+                consumer=text("consumer"),
+                failed_at=float(text("failed_at") or 0.0),
+                event=event,
+                traceback=text("traceback"),
+            )
+        except ValueError as error:
+            raise BackendError(
+                f"unreadable dead letter in partition {partition}: {error}"
+            ) from None
