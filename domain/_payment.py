@@ -1,0 +1,462 @@
+"""The payment store (pattern 1): one payment per reservation, loaded on demand.
+
+A payment is event-sourced in ``payment-{payment_id}``. A command for a payment not
+loaded loads it first (commands meanwhile wait in order, see ``_slots``); then one
+command at a time runs: the gateway call (on the store's executor), then the append
+of its outcome with the loaded version as the expected one. Processing a payment
+that already has an outcome answers with it and calls nothing: a payment id is never
+charged twice, and the gateway's idempotency key (the payment id) covers the rest —
+a repeat after a crash, or another process racing this one.
+
+Declines, gateway errors and timeouts are events (``PaymentDeclined``,
+``PaymentFailed``), never exceptions. ``RefundPayment`` returns whatever was charged
+and closes the payment: refunding a payment whose charge has not been recorded yet
+(in flight elsewhere, or lost in a crash) is safe, because the gateway refuses a
+charge under a closed key.
+
+Threads: the reducer on the store's thread; loads, gateway calls and appends on the
+executor given to the store (keep it apart from the shared one: a slow gateway must
+not starve the other stores' effects).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from actors import Clock, Effect
+from domain._errors import CardDeclined, GatewayTimeout, GatewayUnavailable
+from domain._events import (
+    DomainEvent,
+    PaymentDeclined,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+)
+from domain._gateway import PaymentGateway
+from domain._repository import Loaded, Repository, describe
+from domain._slots import Slot, append_effect, evict, load_effect, touch
+
+__all__ = [
+    "GatewayAnswered",
+    "PaymentAction",
+    "PaymentAppendFailed",
+    "PaymentAppended",
+    "PaymentCommand",
+    "PaymentCommandDone",
+    "PaymentCommandFailed",
+    "PaymentConflicted",
+    "PaymentEnvironment",
+    "PaymentLoadFailed",
+    "PaymentLoaded",
+    "PaymentSettings",
+    "PaymentState",
+    "PaymentStatus",
+    "PaymentsState",
+    "ProcessPayment",
+    "RefundPayment",
+    "evolve_payment",
+    "reduce_payments",
+]
+
+log = logging.getLogger("domain.payment")
+
+PaymentStatus = Literal["new", "succeeded", "declined", "failed", "refunded"]
+
+
+@dataclass
+class PaymentState:
+    """One payment, folded from its stream."""
+
+    status: PaymentStatus = "new"
+    reservation_id: str = ""
+    amount_cents: int = 0
+    charge_id: str = ""
+    uncertain: bool = False
+    refunded_cents: int = 0
+    reason: str = ""
+
+
+def evolve_payment(state: PaymentState, event: DomainEvent) -> PaymentState:
+    """Apply one event to ``state`` (mutated) and return it."""
+    if isinstance(event, PaymentSucceeded):
+        if state.status == "new":
+            state.status = "succeeded"
+            state.reservation_id = event.reservation_id
+            state.amount_cents = event.amount_cents
+            state.charge_id = event.charge_id
+    elif isinstance(event, PaymentDeclined | PaymentFailed):
+        if state.status == "new":
+            state.status = "declined" if isinstance(event, PaymentDeclined) else "failed"
+            state.reservation_id = event.reservation_id
+            state.amount_cents = event.amount_cents
+            state.reason = event.reason
+            state.uncertain = isinstance(event, PaymentFailed) and event.uncertain
+    elif isinstance(event, PaymentRefunded):
+        state.status = "refunded"
+        state.reservation_id = event.reservation_id
+        state.refunded_cents += event.refunded_cents
+    return state
+
+
+# -- actions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessPayment:
+    """Charge ``amount_cents`` to the card for a reservation, once per payment id."""
+
+    payment_id: str
+    reservation_id: str
+    amount_cents: int
+    card_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPayment:
+    """Return what the payment charged (if anything) and close it."""
+
+    payment_id: str
+    reservation_id: str
+
+
+PaymentCommand = ProcessPayment | RefundPayment
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentLoaded:
+    payment_id: str
+    loaded: Loaded[PaymentState]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentLoadFailed:
+    payment_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayAnswered:
+    """The gateway call of the running command is over: ``event`` records its outcome
+    (None when a refund call failed: nothing to record, the caller retries)."""
+
+    payment_id: str
+    event: DomainEvent | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAppended:
+    payment_id: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentConflicted:
+    payment_id: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAppendFailed:
+    payment_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentCommandDone:
+    """The command is done: the payment is now ``status``; ``events`` were recorded
+    for it (none when it had been done before)."""
+
+    command: PaymentCommand
+    status: PaymentStatus
+    events: tuple[DomainEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentCommandFailed:
+    """The command could not be carried out now (backend or gateway down)."""
+
+    command: PaymentCommand
+    reason: str
+
+
+PaymentAction = (
+    PaymentCommand
+    | PaymentLoaded
+    | PaymentLoadFailed
+    | GatewayAnswered
+    | PaymentAppended
+    | PaymentConflicted
+    | PaymentAppendFailed
+    | PaymentCommandDone
+    | PaymentCommandFailed
+)
+
+
+@dataclass
+class PaymentsState:
+    """The payments this store has loaded."""
+
+    payments: dict[str, Slot[PaymentState, PaymentCommand]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSettings:
+    """Args:
+    max_payments: loaded payments kept at most (least recently used go first).
+    payment_ttl: seconds after which an unused payment is dropped.
+    max_attempts: conflicting appends before a command fails.
+    """
+
+    max_payments: int = 1024
+    payment_ttl: float = 60.0
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEnvironment:
+    repository: Repository[str, PaymentState]
+    gateway: PaymentGateway
+    clock: Clock
+    settings: PaymentSettings = PaymentSettings()
+
+
+Effects = list[Effect[PaymentAction]]
+
+
+def reduce_payments(
+    state: PaymentsState, action: PaymentAction, env: PaymentEnvironment
+) -> Sequence[Effect[PaymentAction]]:
+    """The payment store's reducer (see the module docstring)."""
+    if isinstance(action, ProcessPayment | RefundPayment):
+        return _submit(state, action, env)
+    if isinstance(action, PaymentLoaded):
+        slot = state.payments.get(action.payment_id)
+        if slot is None or slot.phase != "loading":
+            return []
+        slot.phase = "ready"
+        slot.state = action.loaded.state
+        slot.version = action.loaded.version
+        return _next(action.payment_id, slot, env)
+    if isinstance(action, PaymentLoadFailed):
+        slot = state.payments.get(action.payment_id)
+        if slot is None or slot.phase != "loading":
+            return []
+        del state.payments[action.payment_id]
+        return [
+            Effect.send(PaymentCommandFailed(command, action.reason))
+            for command in (*slot.writing, *slot.waiting)
+        ]
+    if isinstance(action, GatewayAnswered):
+        return _answered(state, action, env)
+    if isinstance(action, PaymentAppended):
+        slot = state.payments.get(action.payment_id)
+        if slot is None or not slot.writing or slot.state is None:
+            return []
+        effects: Effects = [Effect.send(reply) for reply in slot.replies]
+        for reply in slot.replies:
+            for event in reply.events:
+                evolve_payment(slot.state, event)
+        slot.version = action.version
+        slot.writing = ()
+        slot.replies = ()
+        slot.attempts = 0
+        return effects + _next(action.payment_id, slot, env)
+    if isinstance(action, PaymentConflicted):
+        return _conflicted(state, action, env)
+    if isinstance(action, PaymentAppendFailed):
+        slot = state.payments.get(action.payment_id)
+        if slot is None or not slot.writing:
+            return []
+        effects = [
+            Effect.send(PaymentCommandFailed(command, action.reason)) for command in slot.writing
+        ]
+        return effects + _reload(state, action.payment_id, slot, env)
+    return []  # replies: reduced only so that waiters see them
+
+
+def _submit(state: PaymentsState, command: PaymentCommand, env: PaymentEnvironment) -> Effects:
+    settings = env.settings
+    now = env.clock.now()
+    payments = state.payments
+    slot = payments.get(command.payment_id)
+    if slot is not None and slot.idle and now - slot.used_at >= settings.payment_ttl:
+        del payments[command.payment_id]
+        slot = None
+    if slot is None:
+        payments[command.payment_id] = Slot(waiting=deque((command,)), used_at=now)
+        effects: Effects = [_load(command.payment_id, env)]
+    else:
+        touch(payments, command.payment_id, slot, now)
+        slot.waiting.append(command)
+        effects = _next(command.payment_id, slot, env)
+    evict(payments, now, limit=settings.max_payments, ttl=settings.payment_ttl)
+    return effects
+
+
+def _load(payment_id: str, env: PaymentEnvironment) -> Effect[PaymentAction]:
+    return load_effect(env.repository, payment_id, PaymentLoaded, PaymentLoadFailed)
+
+
+def _next(
+    payment_id: str, slot: Slot[PaymentState, PaymentCommand], env: PaymentEnvironment
+) -> Effects:
+    """Start the next waiting command, or answer those that need no gateway call."""
+    effects: Effects = []
+    while slot.phase == "ready" and not slot.writing and slot.waiting:
+        assert slot.state is not None
+        command = slot.waiting.popleft()
+        payment = slot.state
+        if isinstance(command, ProcessPayment):
+            if payment.status == "new":
+                slot.writing = (command,)
+                effects.append(_charge(env, command))
+            else:
+                effects.append(Effect.send(PaymentCommandDone(command, payment.status)))
+        elif payment.status in ("new", "succeeded") or (
+            payment.status == "failed" and payment.uncertain
+        ):
+            slot.writing = (command,)
+            effects.append(_refund(env, command))
+        else:
+            # Declined, failed for sure, or refunded already: nothing to return.
+            effects.append(Effect.send(PaymentCommandDone(command, payment.status)))
+    return effects
+
+
+def _answered(state: PaymentsState, action: GatewayAnswered, env: PaymentEnvironment) -> Effects:
+    slot = state.payments.get(action.payment_id)
+    if slot is None or not slot.writing:
+        return []
+    (command,) = slot.writing
+    if action.event is None:
+        slot.writing = ()
+        failed: Effect[PaymentAction] = Effect.send(PaymentCommandFailed(command, action.reason))
+        return [failed, *_next(action.payment_id, slot, env)]
+    events = (action.event,)
+    assert slot.state is not None
+    status = evolve_payment(_copy(slot.state), action.event).status
+    slot.replies = (PaymentCommandDone(command, status, events),)
+    return [
+        append_effect(
+            env.repository,
+            action.payment_id,
+            events,
+            slot.version,
+            PaymentAppended,
+            PaymentConflicted,
+            PaymentAppendFailed,
+        )
+    ]
+
+
+def _copy(payment: PaymentState) -> PaymentState:
+    return PaymentState(
+        payment.status,
+        payment.reservation_id,
+        payment.amount_cents,
+        payment.charge_id,
+        payment.uncertain,
+        payment.refunded_cents,
+        payment.reason,
+    )
+
+
+def _conflicted(
+    state: PaymentsState, action: PaymentConflicted, env: PaymentEnvironment
+) -> Effects:
+    slot = state.payments.get(action.payment_id)
+    if slot is None or not slot.writing:
+        return []
+    slot.attempts += 1
+    if slot.attempts >= env.settings.max_attempts:
+        detail = f"{slot.attempts} conflicting appends in a row ({action.detail})"
+        effects: Effects = [
+            Effect.send(PaymentCommandFailed(command, detail)) for command in slot.writing
+        ]
+        slot.attempts = 0
+    else:
+        # Run the command again on the fresh state: the gateway answers a repeated
+        # charge from its idempotency key, so nothing is charged twice.
+        slot.waiting.extendleft(reversed(slot.writing))
+        effects = []
+    return effects + _reload(state, action.payment_id, slot, env)
+
+
+def _reload(
+    state: PaymentsState,
+    payment_id: str,
+    slot: Slot[PaymentState, PaymentCommand],
+    env: PaymentEnvironment,
+) -> Effects:
+    slot.writing = ()
+    slot.replies = ()
+    slot.phase = "loading"
+    slot.state = None
+    if slot.waiting:
+        return [_load(payment_id, env)]
+    del state.payments[payment_id]
+    return []
+
+
+def _charge(env: PaymentEnvironment, command: ProcessPayment) -> Effect[PaymentAction]:
+    gateway = env.gateway
+
+    def charge() -> GatewayAnswered:
+        pid, rid, amount = command.payment_id, command.reservation_id, command.amount_cents
+        event: DomainEvent
+        try:
+            done = gateway.charge(pid, command.card_token, amount)
+        except CardDeclined as error:
+            event = PaymentDeclined(
+                payment_id=pid, reservation_id=rid, amount_cents=amount, reason=str(error)
+            )
+        except (GatewayUnavailable, GatewayTimeout) as error:
+            event = PaymentFailed(
+                payment_id=pid,
+                reservation_id=rid,
+                amount_cents=amount,
+                reason=str(error),
+                uncertain=isinstance(error, GatewayTimeout),
+            )
+        except Exception as error:
+            # Not in the gateway's contract: we cannot know whether it charged.
+            log.exception("gateway charge for %s raised", pid)
+            event = PaymentFailed(
+                payment_id=pid,
+                reservation_id=rid,
+                amount_cents=amount,
+                reason=describe(error),
+                uncertain=True,
+            )
+        else:
+            event = PaymentSucceeded(
+                payment_id=pid, reservation_id=rid, amount_cents=amount, charge_id=done.charge_id
+            )
+        return GatewayAnswered(pid, event)
+
+    return Effect.future(charge, name=f"charge {command.payment_id}")
+
+
+def _refund(env: PaymentEnvironment, command: RefundPayment) -> Effect[PaymentAction]:
+    gateway = env.gateway
+
+    def refund() -> GatewayAnswered:
+        try:
+            done = gateway.refund(command.payment_id)
+        except Exception as error:  # the saga retries its compensation on its timer
+            log.warning("refund of %s failed: %s", command.payment_id, describe(error))
+            return GatewayAnswered(command.payment_id, None, describe(error))
+        event = PaymentRefunded(
+            payment_id=command.payment_id,
+            reservation_id=command.reservation_id,
+            refunded_cents=done.refunded_cents,
+            refund_id=done.refund_id,
+        )
+        return GatewayAnswered(command.payment_id, event)
+
+    return Effect.future(refund, name=f"refund {command.payment_id}")
