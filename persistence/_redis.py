@@ -34,8 +34,10 @@ from persistence._errors import (
     CodecError,
     ConcurrencyError,
     DuplicateEvent,
+    EventStoreUnavailable,
     IncompatibleLayout,
     MalformedEvent,
+    PersistenceError,
     UnsafeRedisConfiguration,
 )
 from persistence._ports import (
@@ -216,7 +218,7 @@ class _GroupCommit:
 
     def _connection(self) -> Any:
         if self._closed:
-            raise rx.ConnectionError("the event store is closed")
+            raise EventStoreUnavailable("the event store is closed")
         if self._conn is None:
             self._conn = self._pool.get_connection()
         return self._conn
@@ -225,9 +227,10 @@ class _GroupCommit:
         pending = batch
         failures = 0
         while pending:
-            conn = self._connection()
             sha = self._sha
+            conn: Any = None
             try:
+                conn = self._connection()
                 if _pack_command is not None:
                     packed = [b"".join([_pack_command(("EVALSHA", sha, *r.args)) for r in pending])]
                 else:  # pragma: no cover
@@ -243,7 +246,8 @@ class _GroupCommit:
             except (rx.ConnectionError, rx.TimeoutError, OSError) as error:
                 # The replies of some appends may be lost after the server applied
                 # them: sending them again is safe, a retry returns the earlier result.
-                conn.disconnect()
+                if conn is not None:
+                    conn.disconnect()
                 pending = [item for item in pending if not item.done]
                 failures += 1
                 if failures > self._retries:
@@ -407,6 +411,8 @@ class RedisEventStore:
             )
         try:
             reply = self._writer.call(args)
+        except PersistenceError:
+            raise
         except Exception as error:
             raise map_redis_error(error, f"append to {stream_id!r}") from error
         status = reply[0]
@@ -428,25 +434,18 @@ class RedisEventStore:
         """Run one command on a pooled connection; the raw reply (no redis-py parsing).
 
         Skipping redis-py's reply callbacks (which build a dict per stream entry)
-        keeps reading a long stream cheap.
+        keeps reading a long stream cheap. Re-sent after a lost connection: only for
+        commands that are safe to send twice.
+
+        Raises:
+            PersistenceError: the mapped Redis error (see ``map_redis_errors``).
         """
-        pool = self._client.connection_pool
-        failures = 0
-        while True:
-            conn: Any = pool.get_connection()
-            try:
-                conn.send_command(*args, check_health=False)
-                return conn.read_response()
-            except (rx.ConnectionError, rx.TimeoutError, OSError) as error:
-                conn.disconnect()
-                failures += 1
-                if failures > self._retries:
-                    raise map_redis_error(error, doing) from error
-                time.sleep(min(0.02 * 2 ** (failures - 1), 0.2))
-            except rx.RedisError as error:
-                raise map_redis_error(error, doing) from error
-            finally:
-                pool.release(conn)
+
+        def send(conn: Any) -> Any:
+            conn.send_command(*args, check_health=False)
+            return conn.read_response()
+
+        return self._round_trip(send, doing)
 
     def pipeline(self, commands: Sequence[Sequence[Any]], *, doing: str = "") -> list[Any]:
         """Run commands in one round trip; raw replies, a command's error as its reply.
@@ -454,21 +453,31 @@ class RedisEventStore:
         Only for commands that are safe to send twice (reads, acknowledgements,
         claims): after a lost connection the whole pipeline is sent again.
         """
+
+        def send(conn: Any) -> list[Any]:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except rx.ResponseError as error:
+                    replies.append(error)
+            return replies
+
+        replies: list[Any] = self._round_trip(send, doing)
+        return replies
+
+    def _round_trip(self, send: Callable[[Any], Any], doing: str) -> Any:
         pool = self._client.connection_pool
         failures = 0
         while True:
-            conn: Any = pool.get_connection()
+            conn: Any = None
             try:
-                conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-                replies: list[Any] = []
-                for _ in commands:
-                    try:
-                        replies.append(conn.read_response())
-                    except rx.ResponseError as error:
-                        replies.append(error)
-                return replies
+                conn = pool.get_connection()
+                return send(conn)
             except (rx.ConnectionError, rx.TimeoutError, OSError) as error:
-                conn.disconnect()
+                if conn is not None:
+                    conn.disconnect()
                 failures += 1
                 if failures > self._retries:
                     raise map_redis_error(error, doing) from error
@@ -476,7 +485,8 @@ class RedisEventStore:
             except rx.RedisError as error:
                 raise map_redis_error(error, doing) from error
             finally:
-                pool.release(conn)
+                if conn is not None:
+                    pool.release(conn)
 
     def read(
         self, stream_id: str, from_version: int = 0, to_version: int | None = None

@@ -30,7 +30,8 @@ def map_redis_error(error: BaseException, doing: str) -> PersistenceError:
         # Includes BusyLoadingError (server loading its data after a restart).
         return EventStoreUnavailable(what)
     if isinstance(error, rx.OutOfMemoryError) or (
-        isinstance(error, rx.ResponseError) and str(error).startswith("OOM")
+        # Inside a script, Redis 6.2 wraps the OOM refusal in "Error running script".
+        isinstance(error, rx.ResponseError) and "OOM command not allowed" in str(error)
     ):
         return StorageFull(what)
     if isinstance(error, rx.ReadOnlyError | rx.TryAgainError | rx.ClusterDownError):

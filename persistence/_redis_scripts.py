@@ -1,9 +1,12 @@
 """The Lua scripts the Redis adapter runs server-side (each atomic, one hash slot).
 
 A Lua script is atomic but not rolled back when a command inside it fails, so each
-script checks everything that could fail before its first write. The ``#!lua``
-shebang (Redis >= 7) makes the server refuse a script at its start when it is out
-of memory, instead of at its first write, so an append is never cut in half by OOM.
+script checks everything that could fail before its first write. Out of memory
+(``maxmemory`` with ``noeviction``), Redis refuses a script's first write and lets
+the later ones through (so as not to cut a script in half): with every check
+before the first write, a full server refuses an append whole. No ``#!lua`` shebang,
+so the scripts also run on Redis 6.2 (the oldest with XAUTOCLAIM and exclusive
+XRANGE bounds, which the adapter needs).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ EVENT_ARGS = 8
 """Values per event in APPEND's ARGV: type, schema, data, event_id, correlation_id,
 causation_id, recorded_at, extra."""
 
-APPEND = """#!lua
+APPEND = """
 -- Append events to an aggregate stream and to its partition feed, atomically.
 -- KEYS[1] aggregate stream, KEYS[2] partition feed (same hash slot)
 -- ARGV[1] expected version (-1 = any), ARGV[2] event count n, ARGV[3] stream id,
@@ -85,7 +88,7 @@ end
 return out
 """
 
-TRIM_FEED = """#!lua
+TRIM_FEED = """
 -- Trim a partition feed below what every consumer group has acknowledged.
 -- KEYS[1] partition feed. Returns the number of entries removed.
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -118,7 +121,7 @@ end
 return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f-%.0f', floor_ms, floor_seq))
 """
 
-DEAD_LETTER = """#!lua
+DEAD_LETTER = """
 -- Move a pending feed entry to a dead-letter stream and acknowledge it.
 -- KEYS[1] partition feed, KEYS[2] dead-letter stream (same hash slot)
 -- ARGV[1] group, ARGV[2] entry id, then field/value pairs of the dead letter.
@@ -132,7 +135,7 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-PROJECTION_APPLY = """#!lua
+PROJECTION_APPLY = """
 -- Apply an update to a read-model hash unless its position was applied already.
 -- KEYS[1] hash. ARGV[1] position, ARGV[2] number s of fields to set, then s
 -- field/value pairs, then field/increment pairs.
@@ -162,7 +165,7 @@ end
 return 1
 """
 
-SNAPSHOT_SAVE = """#!lua
+SNAPSHOT_SAVE = """
 -- Keep a snapshot unless one of a higher or equal version is kept.
 -- KEYS[1] snapshot hash; ARGV[1] version, ARGV[2] state. Returns 1 kept, 0 not.
 local kept = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')

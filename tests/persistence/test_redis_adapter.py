@@ -1,0 +1,326 @@
+"""What only the Redis adapter has: its layout, its server checks, faults, group commit."""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgpack
+import pytest
+import redis
+from redis.crc import key_slot
+
+from persistence import (
+    ANY,
+    NO_STREAM,
+    BackendError,
+    Codec,
+    EventMetadata,
+    EventStoreUnavailable,
+    IncompatibleLayout,
+    MalformedEvent,
+    PersistenceError,
+    RedisEventStore,
+    StorageFull,
+    UnknownEventType,
+    UnsafeRedisConfiguration,
+    redis_client,
+)
+from tests.persistence.events import Deposited, Renamed
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def plain(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain redis-py client: what a reader without this library has."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def store(redis_url: str, key_prefix: str, codec: Codec) -> Iterator[RedisEventStore]:
+    store = RedisEventStore.from_url(redis_url, codec, prefix=key_prefix, partitions=16)
+    yield store
+    store.close()
+
+
+def test_an_appended_event_reads_with_a_plain_client_and_msgpack_following_the_doc(
+    store: RedisEventStore, plain: redis.Redis, key_prefix: str
+) -> None:
+    store.append(
+        "order-42",
+        [Deposited(account="a", amount=5), Deposited(account="a", amount=6)],
+        NO_STREAM,
+        [EventMetadata("e-1", correlation_id="c-1"), EventMetadata("e-2")],
+    )
+
+    # Only what docs/redis-layout.md says: partition = crc32 mod partitions, key, fields.
+    partition = zlib.crc32(b"order-42") % 16
+    entries = plain.xrange(f"{key_prefix}:{{p{partition}}}:stream:order-42", "-", "+")
+
+    assert [entry_id for entry_id, _ in entries] == [b"1-0", b"2-0"]
+    fields = entries[0][1]
+    assert fields[b"type"] == b"Deposited"
+    assert int(fields[b"schema"]) == 1
+    assert msgpack.unpackb(fields[b"data"]) == {"account": "a", "amount": 5}
+    assert fields[b"event_id"] == b"e-1"
+    assert fields[b"correlation_id"] == b"c-1"
+    assert fields[b"causation_id"] == b""
+    assert float(fields[b"recorded_at"]) > 0
+    assert fields[b"extra"] == b""
+    feed = plain.xrange(f"{key_prefix}:{{p{partition}}}:feed", "-", "+")
+    assert [entry_id for entry_id, _ in feed] == [fields[b"feed"], entries[1][1][b"feed"]]
+    assert feed[0][1][b"stream"] == b"order-42"
+    assert feed[0][1][b"version"] == b"1"
+    assert msgpack.unpackb(feed[1][1][b"data"]) == {"account": "a", "amount": 6}
+    assert plain.hgetall(f"{key_prefix}:meta") == {b"partitions": b"16", b"layout": b"1"}
+
+
+def test_every_key_one_append_or_dead_lettering_touches_is_in_one_hash_slot(
+    store: RedisEventStore,
+) -> None:
+    layout = store.layout
+    for stream_id in ("a", "order-42", "x{y}z", "ünïcode"):
+        partition = layout.partition_of(stream_id)
+        slots = {
+            key_slot(key.encode())
+            for key in (
+                layout.stream(stream_id),
+                layout.feed(partition),
+                layout.dead(partition, "group"),
+                layout.snapshot(stream_id),
+            )
+        }
+        assert len(slots) == 1, stream_id
+    assert len({key_slot(layout.feed(p).encode()) for p in range(16)}) == 16
+
+
+def test_a_stored_entry_of_an_unknown_type_raises_a_codec_error_naming_stream_and_version(
+    store: RedisEventStore, plain: redis.Redis
+) -> None:
+    store.append("s", [Deposited(account="a", amount=1)], NO_STREAM)
+    _write_raw(plain, store, "s", 2, type_name=b"Vanished", data=msgpack.packb({}))
+
+    with pytest.raises(UnknownEventType) as caught:
+        store.read("s")
+
+    assert (caught.value.stream_id, caught.value.version) == ("s", 2)
+    assert [e.version for e in store.read("s", 0, 1)] == [1]
+
+
+def test_a_stored_entry_with_a_malformed_payload_raises_malformed_event(
+    store: RedisEventStore, plain: redis.Redis
+) -> None:
+    _write_raw(plain, store, "s", 1, type_name=b"Deposited", data=b"\xc1not msgpack")
+
+    with pytest.raises(MalformedEvent, match="stream 's' version 1"):
+        store.read("s")
+
+
+def test_a_stored_version_one_event_is_upcast_when_read(
+    store: RedisEventStore, plain: redis.Redis
+) -> None:
+    _write_raw(
+        plain, store, "s", 1, type_name=b"Renamed", schema=b"1", data=msgpack.packb({"name": "x"})
+    )
+
+    [recorded] = store.read("s")
+
+    assert recorded.event == Renamed(title="x")
+    assert recorded.schema_version == 1
+
+
+def test_a_stream_key_of_another_type_raises_a_backend_error_not_a_redis_error(
+    store: RedisEventStore, plain: redis.Redis
+) -> None:
+    plain.set(store.layout.stream("wrong"), "a string")
+
+    with pytest.raises(BackendError, match="WRONGTYPE"):
+        store.append("wrong", [Deposited(account="a", amount=1)], ANY)
+    with pytest.raises(BackendError):
+        store.read("wrong")
+
+
+def test_a_prefix_used_with_another_partition_count_is_refused(
+    store: RedisEventStore, redis_url: str, key_prefix: str, codec: Codec
+) -> None:
+    with pytest.raises(IncompatibleLayout, match="16 partitions"):
+        RedisEventStore.from_url(redis_url, codec, prefix=key_prefix, partitions=8)
+
+
+def test_an_append_whose_reply_was_lost_is_sent_again_and_applied_once(
+    store: RedisEventStore,
+) -> None:
+    store.append("s", [Deposited(account="a", amount=0)], NO_STREAM)
+    conn: Any = store._writer._conn
+    original = conn.read_response
+    lost = {"replies": 0}
+
+    def lose_first_reply(*args: Any, **kwargs: Any) -> Any:
+        reply = original(*args, **kwargs)  # the server has applied the append
+        if lost["replies"] == 0:
+            lost["replies"] += 1
+            raise redis.ConnectionError("connection lost before the reply arrived")
+        return reply
+
+    conn.read_response = lose_first_reply
+    try:
+        result = store.append("s", [Deposited(account="a", amount=1)], 1)
+    finally:
+        conn.read_response = original
+
+    assert lost["replies"] == 1
+    assert result.version == 2
+    assert [e.event.amount for e in store.read("s")] == [0, 1]  # type: ignore[attr-defined]
+    assert len(store.read_feed(store.partition_of("s"))) == 2
+
+
+def test_a_lone_append_goes_out_at_once_in_one_round_trip(store: RedisEventStore) -> None:
+    before = store.round_trips
+    for n in range(5):
+        store.append("lone", [Deposited(account="a", amount=n)], n)
+    assert store.round_trips - before == 5
+
+
+def test_concurrent_appends_share_round_trips_each_with_its_own_result(
+    store: RedisEventStore,
+) -> None:
+    threads_count, per_thread = 32, 20
+    barrier = threading.Barrier(threads_count)
+    results: dict[int, list[int]] = {}
+    conflicts: list[int] = []
+    before = store.round_trips
+
+    def writer(index: int) -> None:
+        barrier.wait(timeout=10)
+        versions = []
+        for n in range(per_thread):
+            versions.append(
+                store.append(f"gc-{index}", [Deposited(account="a", amount=n)], n).version
+            )
+        # A stale expected version in the same batches still gets its own conflict.
+        try:
+            store.append(f"gc-{index}", [Deposited(account="a", amount=0)], 0)
+        except PersistenceError:
+            conflicts.append(index)
+        results[index] = versions
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert results == {i: list(range(1, per_thread + 1)) for i in range(threads_count)}
+    assert sorted(conflicts) == list(range(threads_count))
+    appends = threads_count * (per_thread + 1)
+    assert store.round_trips - before < appends / 2
+
+
+def test_a_server_that_may_evict_keys_is_refused_unless_allowed(
+    redis_server_factory: Callable[..., RedisServer], codec: Codec
+) -> None:
+    server = redis_server_factory(
+        extra_args=["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]
+    )
+
+    with pytest.raises(UnsafeRedisConfiguration, match="allkeys-lru"):
+        RedisEventStore.from_url(server.url, codec, prefix="t")
+
+    allowed = RedisEventStore.from_url(server.url, codec, prefix="t", allow_eviction=True)
+    assert allowed.append("s", [Deposited(account="a", amount=1)], NO_STREAM).version == 1
+    allowed.close()
+
+
+def test_losing_the_server_raises_event_store_unavailable_and_a_restart_recovers(
+    redis_server_factory: Callable[..., RedisServer], codec: Codec
+) -> None:
+    server = redis_server_factory()
+    store = RedisEventStore.from_url(server.url, codec, prefix="t")
+    store.append("s", [Deposited(account="a", amount=1)], NO_STREAM)
+    server.kill()
+
+    started = time.monotonic()
+    with pytest.raises(EventStoreUnavailable) as caught:
+        store.append("s", [Deposited(account="a", amount=2)], 1)
+    assert not isinstance(caught.value, redis.RedisError)
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    with pytest.raises(EventStoreUnavailable):
+        store.read("s")
+    assert time.monotonic() - started < 5
+
+    server.start()  # same port, empty data (no persistence), empty script cache
+    try:
+        assert store.append("s", [Deposited(account="a", amount=3)], NO_STREAM).version == 1
+        assert [e.version for e in store.read("s")] == [1]
+    finally:
+        store.close()
+
+
+def test_a_full_server_refuses_whole_appends_with_storage_full(
+    redis_server_factory: Callable[..., RedisServer], codec: Codec
+) -> None:
+    server = redis_server_factory(
+        extra_args=["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"]
+    )
+    store = RedisEventStore.from_url(server.url, codec, prefix="t", partitions=1)
+    big = "x" * 20_000
+
+    def fill_up() -> None:
+        for n in range(1000):
+            store.append("s", [Deposited(account=big, amount=n)] * 3, ANY)
+
+    with pytest.raises(StorageFull):
+        fill_up()
+    version = store.stream_version("s")
+    assert version % 3 == 0  # whole appends only
+    assert len(store.read_feed(0, count=10_000)) == version
+    store.close()
+
+
+def test_the_client_helper_sets_short_retries(redis_url: str) -> None:
+    client = redis_client(redis_url)
+    try:
+        assert client.get_retry() is not None
+        assert client.get_retry().get_retries() == 2  # type: ignore[union-attr]
+    finally:
+        client.close()
+
+
+def test_stream_ids_lists_every_stream_under_the_prefix(store: RedisEventStore) -> None:
+    for name in ("a", "b", "c:d"):
+        store.append(name, [Deposited(account="a", amount=1)], ANY)
+    assert sorted(store.stream_ids()) == ["a", "b", "c:d"]
+
+
+def _write_raw(
+    plain: redis.Redis,
+    store: RedisEventStore,
+    stream_id: str,
+    version: int,
+    *,
+    type_name: bytes,
+    data: bytes,
+    schema: bytes = b"1",
+) -> None:
+    plain.xadd(
+        store.layout.stream(stream_id),
+        {
+            "type": type_name,
+            "schema": schema,
+            "data": data,
+            "event_id": f"raw-{version}",
+            "correlation_id": "",
+            "causation_id": "",
+            "recorded_at": "1.0",
+            "extra": "",
+            "feed": "0-1",
+        },
+        id=f"{version}-0",
+    )
