@@ -75,7 +75,7 @@ class Effect(Generic[A]):
     def merge(*effects: Effect[A]) -> Effect[A]:
         """Run ``effects`` concurrently."""
         flat: list[Effect[A]] = []
-        for effect in effects:
+        for effect in _checked(effects):
             if isinstance(effect, _Merge):
                 flat.extend(effect.effects)
             elif effect is not _NONE:
@@ -93,7 +93,7 @@ class Effect(Generic[A]):
         Each one starts once the previous one has finished and the actions it fed
         back have been reduced.
         """
-        kept = tuple(effect for effect in effects if effect is not _NONE)
+        kept = tuple(effect for effect in _checked(effects) if effect is not _NONE)
         if not kept:
             return _NONE
         if len(kept) == 1:
@@ -197,6 +197,15 @@ class _Map(Effect[B], Generic[A, B]):
 
 
 _NONE: Effect[Any] = _Nothing()
+
+
+def _checked(effects: tuple[Effect[A], ...]) -> tuple[Effect[A], ...]:
+    # Refused when built, in the reducer: found later, when a concat reaches its
+    # step, it could only fail a store that has nobody left to report it to.
+    for effect in effects:
+        if not isinstance(effect, Effect):
+            raise TypeError(f"not an effect: {effect!r}")
+    return effects
 
 
 def _name_of(fn: object) -> str:

@@ -110,6 +110,7 @@ class EffectRunner(ABC):
     def __init__(self) -> None:
         self.live: dict[Task, None] = {}  # insertion-ordered set of running tasks
         self._by_key: dict[Hashable, dict[Task, None]] = {}
+        self._sequences: dict[Task, None] = {}  # the token task of each running concat
 
     # Backend: where the work of a leaf runs.
 
@@ -190,22 +191,32 @@ class EffectRunner(ABC):
         transform: Transform,
         keys: tuple[Hashable, ...],
         parent: Group | None,
+        token: Task | None = None,
     ) -> None:
         # The whole remaining sequence counts as one leaf of the parent group, and
-        # keeps the handle pending until its last step is done.
+        # keeps the handle pending until its last step is done. A token task stands
+        # for the steps not yet started: cancelling the sequence's key (or all)
+        # cancels it, and the sequence then ends instead of starting its next step.
         if index == 0:
             if parent is not None:
                 parent.remaining += 1
             if handle is not None:
                 handle._add()
-        if index == len(effects):
+            token = Task(_Concat(effects), None, None, keys, None)
+            self._sequences[token] = None
+            for key in keys:
+                self._by_key.setdefault(key, {})[token] = None
+        assert token is not None
+        if index == len(effects) or token.state is not RUNNING:
+            self._sequences.pop(token, None)
+            self._forget(token)
             if parent is not None:
                 parent.leaf_done()
             if handle is not None:
                 handle._release()
             return
         step = Group(
-            lambda: self._start_concat(effects, index + 1, handle, transform, keys, parent)
+            lambda: self._start_concat(effects, index + 1, handle, transform, keys, parent, token)
         )
         self._start(effects[index], handle, transform, keys, step)
         step.seal()
@@ -271,6 +282,8 @@ class EffectRunner(ABC):
             task.group.leaf_done()
 
     def cancel_all(self, abort: BaseException | None = None) -> None:
+        for token in list(self._sequences):  # first, or a cancelled step starts the next
+            self.cancel(token, abort)
         for task in list(self.live):
             self.cancel(task, abort)
 

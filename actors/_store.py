@@ -174,7 +174,10 @@ class _StoreRunner(EffectRunner):
             else:
                 post(_LeafDone(task, result, None))
 
-        task.work = self._executor.submit(work)
+        try:
+            task.work = self._executor.submit(work)
+        except Exception as error:  # e.g. a shut-down executor: fail the task, never hang
+            post(_LeafDone(task, None, error))
 
     def spawn_run(self, task: Task, fn: Callable[[Callable[[Any], None]], None]) -> None:
         post = self._post_msg
@@ -191,7 +194,10 @@ class _StoreRunner(EffectRunner):
             else:
                 post(_LeafDone(task, None, None))
 
-        task.work = self._executor.submit(work)
+        try:
+            task.work = self._executor.submit(work)
+        except Exception as error:  # e.g. a shut-down executor: fail the task, never hang
+            post(_LeafDone(task, None, error))
 
     def post(self, task: Task, action: Any) -> None:
         self._post_msg(_LeafDone(task, action, None))
@@ -336,11 +342,20 @@ class Store(pykka.ThreadingActor, Generic[S, A, E]):
         elif type(message) is _Feedback:
             task = message.task
             if task.state is RUNNING and not self.status.closed:
-                self.reduce(task.lift(message.action), task.handle)
+                try:
+                    action = task.lift(message.action)
+                except Exception as cause:  # a map() function raised
+                    self._effect_failed(task, cause)
+                else:
+                    self.reduce(action, task.handle)
         elif type(message) is _SendAndWait:
             # The waiter is registered after the reduction: it wants what comes after.
-            self._receive_external(message.handle)
             waiter = message.waiter
+            try:
+                self._receive_external(message.handle)
+            except BaseException:  # SystemExit & co. (see reduce): the caller must not hang
+                waiter.resolve(error=message.handle._error or self._stopped_error())
+                raise
             if message.handle._error is not None:
                 waiter.resolve(error=message.handle._error)
             elif self.status.closed:
@@ -401,10 +416,19 @@ class Store(pykka.ThreadingActor, Generic[S, A, E]):
         except Exception as cause:
             self._reducer_failed(action, handle, cause)
             return
+        except BaseException as cause:
+            # SystemExit, KeyboardInterrupt: no supervision policy applies. Pykka stops
+            # this store (on_stop aborts what is in flight and queued) and every other
+            # actor; the handle of this action must not be left waiting either.
+            if handle is not None:
+                error = self._stopped_error(f"stopped: the reducer raised {cause!r}")
+                error.__cause__ = cause
+                handle._abort(error)
+            raise
         if effects:
             try:
                 self.runner.start(effects, handle)
-            except Exception as cause:  # e.g. an executor that was shut down
+            except Exception as cause:  # e.g. the reducer returned something not an Effect
                 self._effect_failed(None, cause, handle)
         if self.waiters:
             self._notify_waiters(action)
@@ -426,7 +450,13 @@ class Store(pykka.ThreadingActor, Generic[S, A, E]):
         if handle is not None:
             handle._fail(error)
         if self.supervision == "restart":
-            self.state = self._make_state()
+            try:
+                self.state = self._make_state()
+            except Exception as rebuild:  # the state is unusable: stop, don't die silently
+                log.error(
+                    "store %r: the initial state could not be rebuilt", self.name, exc_info=rebuild
+                )
+                self._shutdown("stopped: its initial state could not be rebuilt")
         elif self.supervision == "stop":
             self._shutdown("stopped by its supervision policy after the reducer raised")
 
@@ -635,4 +665,7 @@ class StoreRef(Generic[S, A]):
             raise StoreStopped(self.name) from None
         if status.terminated.is_set():
             # The actor may have emptied its mailbox before this put landed.
-            handle._abort(StoreStopped(self.name))
+            error = StoreStopped(self.name)
+            handle._abort(error)
+            if type(message) is _SendAndWait and message.waiter.active:
+                message.waiter.resolve(error=error)

@@ -302,6 +302,10 @@ class _Unimplemented:
         object.__setattr__(self, "_name", name)
 
     def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__") and attribute.endswith("__"):
+            # Python's own protocol probes (copy, pickle, hasattr(x, "__iter__")) are
+            # not uses of the dependency: answer them as a plain object would.
+            raise AttributeError(attribute)
         raise AssertionError(
             f"{self._name}.{attribute} was used, but the test did not provide {self._name}"
         )
