@@ -31,6 +31,7 @@ __all__ = [
     "PAYMENT_EVENTS",
     "SAGA_EVENTS",
     "SAGA_INDEX_PARTITIONS",
+    "CancelReason",
     "DomainEvent",
     "EventCreated",
     "EventListed",

@@ -1,0 +1,82 @@
+"""What the facade answers: reservation outcomes and seat availability (values)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["Availability", "ReservationOutcome", "ReservationStatus"]
+
+
+class ReservationStatus(StrEnum):
+    """Where a reservation's saga is. The last five are terminal."""
+
+    RESERVING_SEATS = "reserving_seats"
+    PROCESSING_PAYMENT = "processing_payment"
+    CONFIRMING = "confirming"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    PAYMENT_DECLINED = "payment_declined"
+    PAYMENT_FAILED = "payment_failed"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the saga has ended (nothing more will change)."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {
+        ReservationStatus.COMPLETED,
+        ReservationStatus.REJECTED,
+        ReservationStatus.PAYMENT_DECLINED,
+        ReservationStatus.PAYMENT_FAILED,
+        ReservationStatus.TIMED_OUT,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationOutcome:
+    """A reservation as the facade reports it.
+
+    Attributes:
+        reservation_id: the saga's id (ask again with ``TicketingSystem.reservation``).
+        status: ``COMPLETED`` when the seats are sold to the customer; otherwise why not.
+        seats: the seat numbers sold (empty unless completed).
+        amount_cents: what the customer paid (0 unless completed).
+        reason: for a reservation that did not complete, why (e.g. ``sold_out``).
+    """
+
+    reservation_id: str
+    status: ReservationStatus
+    customer_id: str
+    event_id: str
+    section: str
+    quantity: int
+    seats: tuple[int, ...] = ()
+    amount_cents: int = 0
+    reason: str = ""
+
+    @property
+    def completed(self) -> bool:
+        return self.status is ReservationStatus.COMPLETED
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    """Seats of one section, from the availability projection.
+
+    ``available + reserved + sold == capacity`` always holds; ``reserved`` seats are
+    held by reservations still paying.
+    """
+
+    event_id: str
+    section: str
+    capacity: int
+    available: int
+    reserved: int
+    sold: int
+    price_cents: int
