@@ -1,5 +1,54 @@
-"""The ticketing example: inventory, payment, the reservation saga, their projections."""
+"""The ticketing example: inventory, payment, a reservation saga, their projections.
+
+``TicketingSystem`` is the entry point: it starts the stores and subscriptions on a
+backend (in memory, or Redis) and offers ``create_event``, ``reserve`` (blocking until
+the reservation's saga has ended), ``availability``, ``reservation`` and ``verify``.
+Everything else is internal (``domain._x`` modules).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from domain._errors import (
+    BackendUnavailable,
+    CardDeclined,
+    EventConflict,
+    GatewayTimeout,
+    GatewayUnavailable,
+    InvalidRequest,
+    PaymentGatewayError,
+    ReservationTimeout,
+    SystemStopped,
+    TicketingError,
+    UnknownEvent,
+    UnknownSection,
+)
+from domain._gateway import Charge, DemoGateway, PaymentGateway, Refund
+from domain._outcome import Availability, ReservationOutcome, ReservationStatus
+from domain._system import TicketingSystem
+from domain._verify import Check, InvariantReport, SectionReport
+
+__all__ = [
+    "Availability",
+    "BackendUnavailable",
+    "CardDeclined",
+    "Charge",
+    "Check",
+    "DemoGateway",
+    "EventConflict",
+    "GatewayTimeout",
+    "GatewayUnavailable",
+    "InvalidRequest",
+    "InvariantReport",
+    "PaymentGateway",
+    "PaymentGatewayError",
+    "Refund",
+    "ReservationOutcome",
+    "ReservationStatus",
+    "ReservationTimeout",
+    "SectionReport",
+    "SystemStopped",
+    "TicketingError",
+    "TicketingSystem",
+    "UnknownEvent",
+    "UnknownSection",
+]

@@ -230,6 +230,7 @@ class ReservationCompensating(DomainEvent):
     release_seats: bool
     refund_payment: bool
     deadline: float
+    detail: str = ""
 
 
 class ReservationSeatsReturned(DomainEvent):

@@ -47,7 +47,9 @@ class ReservationOutcome:
         status: ``COMPLETED`` when the seats are sold to the customer; otherwise why not.
         seats: the seat numbers sold (empty unless completed).
         amount_cents: what the customer paid (0 unless completed).
-        reason: for a reservation that did not complete, why (e.g. ``sold_out``).
+        reason: for a reservation that did not complete, why, as a code
+            (``sold_out``, ``payment_declined``, ``timed_out``...).
+        detail: the same, for people (``"card declined"``).
     """
 
     reservation_id: str
@@ -59,6 +61,7 @@ class ReservationOutcome:
     seats: tuple[int, ...] = ()
     amount_cents: int = 0
     reason: str = ""
+    detail: str = ""
 
     @property
     def completed(self) -> bool:

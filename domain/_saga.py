@@ -126,6 +126,7 @@ class Saga:
     payment_id: str = ""
     charge_id: str = ""
     reason: str = ""
+    detail: str = ""
     awaiting_release: bool = False
     awaiting_refund: bool = False
     refunded_cents: int = 0
@@ -167,11 +168,13 @@ def evolve_saga(saga: Saga | None, event: DomainEvent) -> Saga | None:
     elif isinstance(event, ReservationRejected):
         saga.status = S.REJECTED
         saga.reason = event.reason
+        saga.detail = event.detail
         saga.deadline = None
         saga.finished_at = event.rejected_at
     elif isinstance(event, ReservationCompensating):
         saga.status = S.COMPENSATING
         saga.reason = event.reason
+        saga.detail = event.detail
         saga.awaiting_release = event.release_seats
         saga.awaiting_refund = event.refund_payment
         saga.deadline = event.deadline
@@ -200,6 +203,7 @@ def outcome_of(saga: Saga) -> ReservationOutcome:
         seats=saga.seats if completed else (),
         amount_cents=saga.amount_cents if completed else 0,
         reason=saga.reason,
+        detail=saga.detail,
     )
 
 
@@ -794,6 +798,7 @@ class _Step:
                         release_seats=True,
                         refund_payment=uncertain,
                         deadline=self.now + self.settings.retry_interval,
+                        detail=event.reason,
                     )
                 )
                 self.resend_step(saga)
@@ -844,6 +849,7 @@ class _Step:
                     # (the refund also closes it against a charge still in flight).
                     refund_payment=paying,
                     deadline=self.now + self.settings.retry_interval,
+                    detail=f"no answer to {saga.status.value} within its deadline",
                 )
             )
             self.resend_step(saga)

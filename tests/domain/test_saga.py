@@ -218,13 +218,16 @@ def test_seats_are_released_when_the_payment_is_declined() -> None:
         release_seats=True,
         refund_payment=False,
         deadline=5.0,
+        detail="card declined",
     )
     h.deliver(RELEASED)
     assert h.events()[-2:] == [
         ReservationSeatsReturned(reservation_id=RID),
         ReservationCancelled(reservation_id=RID, reason="payment_declined", cancelled_at=0.0),
     ]
-    assert [o.status for o in h.listener.outcomes] == [ReservationStatus.PAYMENT_DECLINED]
+    assert [(o.status, o.detail) for o in h.listener.outcomes] == [
+        (ReservationStatus.PAYMENT_DECLINED, "card declined")
+    ]
     h.finish()
 
 

@@ -1,0 +1,806 @@
+"""``TicketingSystem``: the stores, projections and subscriptions, wired and started.
+
+One system runs, in one process: the inventory store, the payment store (on its own
+executor, so a slow gateway cannot starve the rest), the saga store, the projector
+(consumer group ``ticketing-projections``) and the saga's event bus (consumer group
+``ticketing-saga``), on one backend: in memory, or on Redis. Several systems may share
+a Redis backend (in one process or many): the consumer groups share the work between
+them, and optimistic concurrency keeps every store's decisions correct.
+
+Threads: the caller's thread validates input and waits; the stores each run on their
+own thread; the subscriptions each on theirs; effects on the executors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+
+from actors import Clock, StoreRef, StoreStopped, SystemClock, Timeout
+from actors import Store as _Store
+from domain._errors import (
+    BackendUnavailable,
+    EventConflict,
+    InvalidRequest,
+    ReservationTimeout,
+    SystemStopped,
+    TicketingError,
+    UnknownEvent,
+    UnknownSection,
+)
+from domain._events import (
+    SAGA_INDEX_PARTITIONS,
+    EventCreated,
+    EventListed,
+    SagaOpened,
+    catalog_stream,
+    event_stream,
+    inventory_stream,
+    make_codec,
+    payment_stream,
+    reservation_stream,
+    saga_index_stream,
+)
+from domain._gateway import DemoGateway, PaymentGateway
+from domain._inventory import (
+    CommandApplied,
+    CommandRejected,
+    InitializeSection,
+    InventoryAction,
+    InventoryCommand,
+    InventoryEnvironment,
+    InventorySettings,
+    InventoryState,
+    Rejection,
+    SectionKey,
+    SectionState,
+    decode_section,
+    evolve_section,
+    reduce_inventory,
+)
+from domain._outcome import Availability, ReservationOutcome
+from domain._payment import (
+    PaymentAction,
+    PaymentCommand,
+    PaymentEnvironment,
+    PaymentSettings,
+    PaymentsState,
+    PaymentState,
+    evolve_payment,
+    reduce_payments,
+)
+from domain._projections import (
+    Projector,
+    availability_from,
+    availability_key,
+    outcome_from,
+    reservation_key,
+)
+from domain._repository import EventSourcedRepository
+from domain._saga import (
+    CHILD_EVENTS,
+    Deliver,
+    DeliverySettled,
+    ResumeSaga,
+    Saga,
+    SagaAction,
+    SagaEnvironment,
+    SagaSettings,
+    SagaState,
+    StartRefused,
+    StartReservation,
+    evolve_saga,
+    outcome_of,
+    reduce_saga,
+)
+from domain._validation import (
+    check_card,
+    check_customer,
+    check_id,
+    check_price,
+    check_quantity,
+    check_seats,
+    check_sections,
+)
+from domain._verify import InvariantReport, list_events, list_reservations, verify_store
+from persistence import (
+    ANY,
+    NO_STREAM,
+    ConcurrencyError,
+    Persistence,
+    PersistenceError,
+    RecordedEvent,
+    Subscription,
+)
+
+__all__ = ["DEFAULT_CARD", "TicketingSystem"]
+
+log = logging.getLogger("domain.system")
+
+DEFAULT_CARD = "4242424242424242"
+SAGA_GROUP = "ticketing-saga"
+PROJECTIONS_GROUP = "ticketing-projections"
+ORPHAN_GRACE = 60.0
+"""Seconds an index entry without a saga stream is kept open: its start may be in flight."""
+
+
+class _DeliveryNotRecorded(TicketingError):
+    """The saga could not record its reaction: the bus delivers the event again."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Settles:
+    delivery_id: str
+
+    def __call__(self, action: SagaAction) -> bool:
+        return type(action) is DeliverySettled and action.delivery_id == self.delivery_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Answers:
+    command: InventoryCommand
+
+    def __call__(self, action: InventoryAction) -> bool:
+        return (
+            isinstance(action, CommandApplied | CommandRejected) and action.command == self.command
+        )
+
+
+class _Waiter:
+    __slots__ = ("error", "event", "outcome")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.outcome: ReservationOutcome | None = None
+        self.error: TicketingError | None = None
+
+
+class _Waiters:
+    """``reserve`` callers waiting for their saga's end, keyed by reservation id.
+
+    The saga store's listener: ``settled``/``refused`` run on an executor thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, list[_Waiter]] = {}
+
+    def register(self, reservation_id: str) -> _Waiter:
+        waiter = _Waiter()
+        with self._lock:
+            self._waiting.setdefault(reservation_id, []).append(waiter)
+        return waiter
+
+    def discard(self, reservation_id: str, waiter: _Waiter) -> None:
+        with self._lock:
+            waiters = self._waiting.get(reservation_id)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiting[reservation_id]
+
+    def settled(self, outcome: ReservationOutcome) -> None:
+        for waiter in self._take(outcome.reservation_id):
+            waiter.outcome = outcome
+            waiter.event.set()
+
+    def refused(self, refusal: StartRefused) -> None:
+        error: TicketingError
+        if refusal.reason.startswith("unavailable"):
+            error = BackendUnavailable(f"reservation {refusal.reservation_id}: {refusal.reason}")
+        else:
+            error = InvalidRequest("reservation_id", refusal.reason)
+        for waiter in self._take(refusal.reservation_id):
+            waiter.error = error
+            waiter.event.set()
+
+    def fail_all(self, error: TicketingError) -> None:
+        with self._lock:
+            everyone = [w for waiters in self._waiting.values() for w in waiters]
+            self._waiting.clear()
+        for waiter in everyone:
+            waiter.error = error
+            waiter.event.set()
+
+    def _take(self, reservation_id: str) -> list[_Waiter]:
+        with self._lock:
+            return self._waiting.pop(reservation_id, [])
+
+
+class _Children:
+    """The saga's way to its children: a send to their stores (never blocks)."""
+
+    def __init__(
+        self,
+        inventory: StoreRef[InventoryState, InventoryAction],
+        payments: StoreRef[PaymentsState, PaymentAction],
+    ) -> None:
+        self._inventory = inventory
+        self._payments = payments
+
+    def inventory(self, command: InventoryCommand) -> None:
+        try:
+            self._inventory.send(command)
+        except StoreStopped:
+            # Shutting down: the saga re-sends its step when it is resumed.
+            log.info("inventory stopped; %r not sent", command)
+
+    def payment(self, command: PaymentCommand) -> None:
+        try:
+            self._payments.send(command)
+        except StoreStopped:
+            log.info("payments stopped; %r not sent", command)
+
+
+@contextlib.contextmanager
+def _backend(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except PersistenceError as error:
+        raise BackendUnavailable(f"{doing}: {error}") from error
+
+
+class TicketingSystem:
+    """The ticketing system, embeddable: start it, use it from any thread, stop it.
+
+    Example::
+
+        with TicketingSystem.start() as tickets:          # in memory
+            tickets.create_event("gig", sections={"A": 100}, price_cents=2500)
+            outcome = tickets.reserve("alice", "gig", "A", 2)
+            assert outcome.completed, outcome.reason
+    """
+
+    def __init__(
+        self,
+        persistence: Persistence,
+        *,
+        owns_persistence: bool,
+        gateway: PaymentGateway,
+        node: str,
+        clock: Clock,
+        inventory: InventorySettings,
+        payment: PaymentSettings,
+        saga: SagaSettings,
+        saga_consumers: int,
+        projection_consumers: int,
+        payment_workers: int,
+        claim_idle: float,
+        wait_timeout: float,
+    ) -> None:
+        self.persistence = persistence
+        self.gateway = gateway
+        self.node = node
+        self.clock = clock
+        self._owns_persistence = owns_persistence
+        self._wait_timeout = wait_timeout
+        self._stopped = False
+        self._stop_lock = threading.Lock()
+        self._catalog: dict[str, EventCreated] = {}
+        self._waiters = _Waiters()
+        self._deliveries = itertools.count(1)
+        events = persistence.events
+
+        def open_saga(reservation_id: str) -> None:
+            opened = SagaOpened(reservation_id=reservation_id, opened_at=clock.now())
+            events.append(saga_index_stream(reservation_id), [opened], ANY)
+
+        sections: EventSourcedRepository[SectionKey, SectionState] = EventSourcedRepository(
+            events,
+            stream_of=lambda key: inventory_stream(key.event_id, key.section),
+            initial=lambda key: SectionState(),
+            evolve=evolve_section,
+            snapshots=persistence.snapshots,
+            decode_snapshot=decode_section,
+        )
+        payments: EventSourcedRepository[str, PaymentState] = EventSourcedRepository(
+            events,
+            stream_of=payment_stream,
+            initial=lambda payment_id: PaymentState(),
+            evolve=evolve_payment,
+        )
+        sagas: EventSourcedRepository[str, Saga | None] = EventSourcedRepository(
+            events,
+            stream_of=reservation_stream,
+            initial=lambda reservation_id: None,
+            evolve=evolve_saga,
+            before_first_append=open_saga,
+        )
+        self._payment_executor = ThreadPoolExecutor(
+            max_workers=payment_workers, thread_name_prefix=f"payment-{node}"
+        )
+        self._inventory: StoreRef[InventoryState, InventoryAction] = _Store.start(
+            reduce_inventory,
+            InventoryState,
+            InventoryEnvironment(sections, clock, inventory),
+            name=f"inventory@{node}",
+        )
+        self._payments: StoreRef[PaymentsState, PaymentAction] = _Store.start(
+            reduce_payments,
+            PaymentsState,
+            PaymentEnvironment(payments, gateway, clock, payment),
+            name=f"payments@{node}",
+            executor=self._payment_executor,
+        )
+        self._saga: StoreRef[SagaState, SagaAction] = _Store.start(
+            reduce_saga,
+            SagaState,
+            SagaEnvironment(
+                sagas, _Children(self._inventory, self._payments), self._waiters, clock, saga
+            ),
+            name=f"saga@{node}",
+        )
+        self._projector = Projector(events, persistence.projections)
+        self._subscriptions: list[Subscription] = []
+        try:
+            subscribe = persistence.subscriptions.subscribe
+            for n in range(projection_consumers):
+                self._subscriptions.append(
+                    subscribe(
+                        PROJECTIONS_GROUP,
+                        self._projector,
+                        consumer=f"{node}-projections-{n}",
+                        claim_idle=claim_idle,
+                        max_deliveries=1000,
+                        retry_delay=0.1,
+                    )
+                )
+            for n in range(saga_consumers):
+                self._subscriptions.append(
+                    subscribe(
+                        SAGA_GROUP,
+                        self._deliver,
+                        consumer=f"{node}-saga-{n}",
+                        claim_idle=claim_idle,
+                        max_deliveries=1000,
+                        retry_delay=0.1,
+                    )
+                )
+            self.recover()
+        except BaseException:
+            self.stop()
+            raise
+
+    @classmethod
+    def start(
+        cls,
+        redis_url: str | None = None,
+        *,
+        key_prefix: str = "ticketing",
+        persistence: Persistence | None = None,
+        gateway: PaymentGateway | None = None,
+        node: str | None = None,
+        clock: Clock | None = None,
+        inventory: InventorySettings | None = None,
+        payment: PaymentSettings | None = None,
+        saga: SagaSettings | None = None,
+        saga_consumers: int = 4,
+        projection_consumers: int = 2,
+        payment_workers: int = 32,
+        claim_idle: float = 5.0,
+        wait_timeout: float = 30.0,
+    ) -> TicketingSystem:
+        """Start the system, and resume every reservation left unfinished on the backend.
+
+        Args:
+            redis_url: run on this Redis server; None runs in memory.
+            key_prefix: the Redis keys' prefix (several systems may share it).
+            persistence: an already open backend (e.g. ``other.persistence``, to
+                restart on the same in-memory data); overrides ``redis_url``.
+            gateway: the payment gateway (default: a ``DemoGateway``).
+            node: this system's name in the consumer groups. A system restarted in
+                place should pass its predecessor's, to take over the events it left
+                pending at once (otherwise they are claimed after ``claim_idle``).
+            clock: time for the reducers and the timers (default: wall clock).
+            inventory, payment, saga: the stores' settings (limits, timeouts).
+            saga_consumers, projection_consumers: consumers per group in this system.
+            payment_workers: threads for gateway calls.
+            claim_idle: seconds before an event pending on a silent consumer is
+                claimed by another.
+            wait_timeout: how long internal waits (create_event, settle) may take.
+
+        Raises:
+            BackendUnavailable: the backend cannot be reached (or refuses to run:
+                Redis with an eviction policy, another partition layout).
+        """
+        owns = persistence is None
+        if persistence is None:
+            codec = make_codec()
+            with _backend("opening the backend"):
+                if redis_url is None:
+                    persistence = Persistence.in_memory(codec)
+                else:
+                    persistence = Persistence.on_redis(redis_url, codec, prefix=key_prefix)
+        try:
+            with _backend("starting"):
+                return cls(
+                    persistence,
+                    owns_persistence=owns,
+                    gateway=gateway or DemoGateway(),
+                    node=node or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                    clock=clock or SystemClock(),
+                    inventory=inventory or InventorySettings(),
+                    payment=payment or PaymentSettings(),
+                    saga=saga or SagaSettings(),
+                    saga_consumers=saga_consumers,
+                    projection_consumers=projection_consumers,
+                    payment_workers=payment_workers,
+                    claim_idle=claim_idle,
+                    wait_timeout=wait_timeout,
+                )
+        except BaseException:
+            if owns:
+                persistence.close()
+            raise
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop gracefully: subscriptions, then the saga, then its children.
+
+        What was in flight finishes (or is cancelled after ``timeout``); reservations
+        not finished stay recorded and are resumed by the next system on the backend.
+        ``reserve`` calls still waiting raise ``SystemStopped``. Idempotent.
+        """
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        for subscription in getattr(self, "_subscriptions", []):
+            subscription.stop(timeout)
+        for store in (self._saga, self._payments, self._inventory):
+            try:
+                store.stop(timeout)
+            except Timeout:
+                log.warning("%r did not stop within %s s", store, timeout)
+        self._payment_executor.shutdown(wait=False, cancel_futures=True)
+        self._waiters.fail_all(SystemStopped("the system was stopped"))
+        if self._owns_persistence:
+            self.persistence.close()
+
+    def __enter__(self) -> TicketingSystem:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise SystemStopped("the system is stopped")
+
+    # -- commands -----------------------------------------------------------------------
+
+    def create_event(
+        self, event_id: str, sections: Mapping[str, int], price_cents: int = 0
+    ) -> None:
+        """Create an event with its sections' capacities, priced per seat.
+
+        Idempotent: creating it again with the same definition changes nothing (and
+        finishes what an interrupted call began).
+
+        Raises:
+            InvalidRequest: a malformed id, no sections, a capacity or price out of range.
+            EventConflict: the event exists with another definition.
+            BackendUnavailable: the backend failed.
+        """
+        self._check_running()
+        wanted = EventCreated(
+            event_id=check_id("event_id", event_id),
+            sections=check_sections(sections),
+            price_cents=check_price(price_cents),
+        )
+        events = self.persistence.events
+        with _backend(f"creating event {event_id!r}"):
+            existing = self._read_event(event_id)
+            if existing is None:
+                # The catalog entry first: an event is never left out of the catalog.
+                events.append(catalog_stream(), [EventListed(event_id=event_id)], ANY)
+                try:
+                    events.append(event_stream(event_id), [wanted], NO_STREAM)
+                except ConcurrencyError:
+                    existing = self._read_event(event_id)
+            if existing is not None and existing != wanted:
+                raise EventConflict(
+                    f"event {event_id!r} exists with sections {existing.sections} at "
+                    f"{existing.price_cents} cents"
+                )
+        for name, capacity in wanted.sections.items():
+            command = InitializeSection(event_id, name, capacity, wanted.price_cents)
+            try:
+                reply = self._inventory.send_and_wait_for(
+                    command, _Answers(command), timeout=self._wait_timeout
+                )
+            except StoreStopped as error:
+                raise SystemStopped("the system is stopped") from error
+            except Timeout as error:
+                raise BackendUnavailable(f"section {name!r} was not initialized in time") from error
+            if isinstance(reply, CommandRejected):
+                if reply.reason is Rejection.ALREADY_INITIALIZED:
+                    raise EventConflict(f"section {name!r} exists with {reply.detail}")
+                raise BackendUnavailable(f"section {name!r}: {reply.reason}: {reply.detail}")
+        self._catalog[event_id] = wanted
+        # Availability is read from the projection: make it answer as soon as we return.
+        keys = [availability_key(event_id, name) for name in wanted.sections]
+        self._wait_until(lambda: all(self.persistence.projections.get(k) for k in keys))
+
+    def reserve(
+        self,
+        customer_id: str,
+        event_id: str,
+        section: str,
+        quantity: int,
+        card_number: str = DEFAULT_CARD,
+        *,
+        seats: list[int] | tuple[int, ...] | None = None,
+        timeout: float = 30.0,
+        reservation_id: str | None = None,
+    ) -> ReservationOutcome:
+        """Reserve and pay for seats; returns once the reservation's saga has ended.
+
+        A reservation that could not complete is an outcome, not an error: see
+        ``ReservationOutcome.status`` and ``reason`` (sold out, card declined...).
+
+        Args:
+            seats: specific seat numbers (as many as ``quantity``); any free ones
+                when None.
+            timeout: seconds to wait for the end; the saga goes on after that.
+            reservation_id: makes the call idempotent: the same id again returns
+                the same reservation's outcome (a fresh id by default).
+
+        Raises:
+            InvalidRequest: malformed input (nothing is written).
+            UnknownEvent, UnknownSection: no such event or section.
+            ReservationTimeout: the saga did not end within ``timeout``.
+            SystemStopped: the system stopped while waiting (the reservation
+                continues when a system is started on the backend again).
+            BackendUnavailable: the backend failed.
+        """
+        self._check_running()
+        customer = check_customer(customer_id)
+        created = self._event(check_id("event_id", event_id))
+        capacity = created.sections.get(check_id("section", section))
+        if capacity is None:
+            raise UnknownSection(event_id, section)
+        count = check_quantity(quantity, capacity)
+        chosen = check_seats(seats, count, capacity)
+        card = check_card(card_number)
+        rid = (
+            uuid.uuid4().hex
+            if reservation_id is None
+            else check_id("reservation_id", reservation_id)
+        )
+        token = self.gateway.tokenize(card)
+        waiter = self._waiters.register(rid)
+        try:
+            try:
+                self._saga.send(
+                    StartReservation(rid, customer, event_id, section, count, chosen, token)
+                )
+            except StoreStopped as error:
+                raise SystemStopped("the system is stopped") from error
+            return self._wait(rid, waiter, timeout)
+        finally:
+            self._waiters.discard(rid, waiter)
+
+    def _wait(self, rid: str, waiter: _Waiter, timeout: float) -> ReservationOutcome:
+        deadline = time.monotonic() + timeout
+        slice_ = 0.5
+        while True:
+            left = deadline - time.monotonic()
+            if waiter.event.wait(max(0.0, min(slice_, left))):
+                if waiter.error is not None:
+                    raise waiter.error
+                assert waiter.outcome is not None
+                return waiter.outcome
+            # Another system sharing the backend may have finished this saga: its end
+            # is in the saga's stream even though this system's store did not see it.
+            saga = self._read_saga(rid)
+            if saga is not None and saga.status.terminal:
+                return outcome_of(saga)
+            if time.monotonic() >= deadline:
+                raise ReservationTimeout(rid, timeout)
+
+    # -- queries ------------------------------------------------------------------------
+
+    def availability(self, event_id: str, section: str) -> Availability:
+        """A section's seats (from the availability projection: eventually consistent).
+
+        Raises:
+            UnknownEvent, UnknownSection, InvalidRequest, BackendUnavailable.
+        """
+        created = self._event(check_id("event_id", event_id))
+        if check_id("section", section) not in created.sections:
+            raise UnknownSection(event_id, section)
+        with _backend("reading availability"):
+            fields = self.persistence.projections.get(availability_key(event_id, section))
+        if fields is None or "capacity" not in fields:
+            raise BackendUnavailable(f"availability of {event_id}/{section} is not projected yet")
+        return availability_from(fields)
+
+    def reservation(self, reservation_id: str) -> ReservationOutcome | None:
+        """A reservation as projected (eventually consistent); None if unknown.
+
+        Raises:
+            InvalidRequest, BackendUnavailable.
+        """
+        rid = check_id("reservation_id", reservation_id)
+        with _backend("reading a reservation"):
+            fields = self.persistence.projections.get(reservation_key(rid))
+        if fields is None or "status" not in fields:
+            return None
+        return outcome_from(rid, fields)
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until the projections reflect every event stored; False on timeout."""
+        events = self.persistence.events
+        projections = self.persistence.projections
+        with _backend("listing what to settle"):
+            pending = [
+                (availability_key(created.event_id, name), inventory_stream(created.event_id, name))
+                for created in list_events(events)
+                for name in created.sections
+            ] + [
+                (reservation_key(rid), reservation_stream(rid)) for rid in list_reservations(events)
+            ]
+
+        def lagging() -> bool:
+            nonlocal pending
+            pending = [
+                (key, stream)
+                for key, stream in pending
+                if projections.position(key) < events.stream_version(stream)
+            ]
+            return not pending
+
+        with _backend("settling the projections"):
+            return self._wait_until(lagging, timeout)
+
+    def verify(self, timeout: float | None = None) -> InvariantReport:
+        """Settle the projections, then check every invariant against the backend.
+
+        Raises:
+            BackendUnavailable: the backend failed.
+        """
+        self.settle(timeout)
+        with _backend("verifying"):
+            return verify_store(self.persistence.events, self.persistence.projections)
+
+    @staticmethod
+    def verify_backend(
+        redis_url: str | None = None,
+        *,
+        key_prefix: str = "ticketing",
+        persistence: Persistence | None = None,
+    ) -> InvariantReport:
+        """Check the invariants of what a backend stores, with no system running.
+
+        Raises:
+            BackendUnavailable: the backend cannot be reached.
+        """
+        owned = persistence is None
+        with _backend("verifying"):
+            if persistence is None:
+                if redis_url is None:
+                    raise InvalidRequest("redis_url", "give the Redis URL to verify")
+                persistence = Persistence.on_redis(redis_url, make_codec(), prefix=key_prefix)
+            try:
+                return verify_store(persistence.events, persistence.projections)
+            finally:
+                if owned:
+                    persistence.close()
+
+    # -- recovery -----------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Resume every unfinished reservation on the backend (done by ``start``).
+
+        Reads the saga index from its checkpoint, resumes the sagas that are not
+        terminal (their timers are re-armed, their steps re-sent), and checkpoints
+        the index again with only the open ones.
+
+        Returns:
+            How many sagas were resumed.
+        """
+        events = self.persistence.events
+        snapshots = self.persistence.snapshots
+        now = self.clock.now()
+        resumed = 0
+        for n in range(SAGA_INDEX_PARTITIONS):
+            stream_id = f"sagas-{n}"
+            snapshot = snapshots.load(stream_id)
+            candidates: dict[str, float] = {}
+            version = 0
+            if snapshot is not None:
+                candidates.update(json.loads(snapshot.state))
+                version = snapshot.version
+            tail = events.read(stream_id, from_version=version)
+            for recorded in tail:
+                opened = recorded.event
+                if isinstance(opened, SagaOpened):
+                    candidates.setdefault(opened.reservation_id, opened.opened_at)
+                version = recorded.version
+            still_open: dict[str, float] = {}
+            for rid, opened_at in candidates.items():
+                saga = self._read_saga(rid)
+                if saga is None:
+                    if now - opened_at < ORPHAN_GRACE:
+                        still_open[rid] = opened_at  # its first append may be in flight
+                elif not saga.status.terminal:
+                    still_open[rid] = opened_at
+                    self._saga.send(ResumeSaga(rid))
+                    resumed += 1
+            if tail or (snapshot is not None and len(still_open) != len(candidates)):
+                snapshots.save(stream_id, version, json.dumps(still_open).encode())
+        if resumed:
+            log.info("node %s resumed %d unfinished reservations", self.node, resumed)
+        return resumed
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _deliver(self, recorded: RecordedEvent) -> None:
+        """The saga group's handler: hand a child's event to the saga, wait until its
+        reaction is recorded, so that the bus acknowledges only what is safe."""
+        event = recorded.event
+        if not isinstance(event, CHILD_EVENTS):
+            return
+        delivery_id = f"{self.node}:{next(self._deliveries)}"
+        settled = self._saga.send_and_wait_for(
+            Deliver(event, delivery_id),  # type: ignore[arg-type]
+            _Settles(delivery_id),
+            timeout=self._wait_timeout,
+        )
+        assert isinstance(settled, DeliverySettled)
+        if not settled.ok:
+            raise _DeliveryNotRecorded(settled.detail)
+
+    def _event(self, event_id: str) -> EventCreated:
+        created = self._catalog.get(event_id)
+        if created is None:
+            with _backend("reading the event"):
+                created = self._read_event(event_id)
+            if created is None:
+                raise UnknownEvent(event_id)
+            self._catalog[event_id] = created
+        return created
+
+    def _read_event(self, event_id: str) -> EventCreated | None:
+        for recorded in self.persistence.events.read(event_stream(event_id), to_version=1):
+            if isinstance(recorded.event, EventCreated):
+                return recorded.event
+        return None
+
+    def _read_saga(self, reservation_id: str) -> Saga | None:
+        saga: Saga | None = None
+        for recorded in self.persistence.events.read(reservation_stream(reservation_id)):
+            saga = evolve_saga(saga, recorded.event)  # type: ignore[arg-type]
+        return saga
+
+    def _wait_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        deadline = time.monotonic() + (self._wait_timeout if timeout is None else timeout)
+        pause = 0.001
+        while not done():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        return True
