@@ -34,12 +34,15 @@ from pydantic import BaseModel, ValidationError
 
 from persistence._errors import MalformedEvent, UnknownEventType, UnregisteredEvent
 
-__all__ = ["Codec", "EncodedEvent", "Upcaster"]
+__all__ = ["Codec", "EncodedEvent", "RawDecoder", "Upcaster"]
 
 M = TypeVar("M", bound=BaseModel)
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Lifts a payload (the decoded msgpack map) from one schema version to the next."""
+
+RawDecoder = tuple[Callable[[bytes], BaseModel], str, int]
+"""(payload -> model, type name, schema version) for one stored (type, schema) pair."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +83,9 @@ class Codec:
         self._by_model: dict[type[BaseModel], _Registration] = {}
         self._by_name: dict[str, _Registration] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
-        # (type name bytes, schema version bytes) -> decoder, for the Redis read path.
-        self._raw_decoders: dict[tuple[bytes, bytes], Callable[[bytes], BaseModel]] = {}
+        # (type name bytes, schema version bytes) -> (decoder, type name, schema), for
+        # the Redis read path.
+        self._raw_decoders: dict[tuple[bytes, bytes], RawDecoder] = {}
 
     # -- registration -------------------------------------------------------------
 
@@ -252,6 +256,35 @@ class Codec:
             )
         return self._decode_with(reg, schema_version, data, where)
 
+    def raw_decoder(self, type_name: bytes, schema_version: bytes) -> RawDecoder | None:
+        """The cached decoder for a stored (type name, schema version) pair, as bytes.
+
+        The decoder unpacks, upcasts and validates without naming where the event
+        sits: when it raises (anything), call ``decode_raw`` for the typed error.
+        None when the pair cannot be decoded at all (``decode_raw`` says why).
+        """
+        found = self._raw_decoders.get((type_name, schema_version))
+        if found is not None:
+            return found
+        try:
+            name = type_name.decode()
+            schema = int(schema_version)
+        except (UnicodeDecodeError, ValueError):
+            return None
+        reg = self._by_name.get(name)
+        if reg is None or not 1 <= schema <= reg.schema_version:
+            return None
+        steps = []
+        for step in range(schema, reg.schema_version):
+            upcaster = self._upcasters.get((name, step))
+            if upcaster is None:
+                return None
+            steps.append(upcaster)
+        found = (_fast_decoder(reg, steps), name, schema)
+        if len(self._raw_decoders) < 10_000:  # bounded: type names come from stored data
+            self._raw_decoders[(type_name, schema_version)] = found
+        return found
+
     def decode_raw(
         self,
         type_name: bytes,
@@ -263,13 +296,16 @@ class Codec:
     ) -> BaseModel:
         """``decode`` for the fields exactly as a Redis reply holds them (bytes).
 
-        The (type, schema) pair is resolved once and cached, so a long read pays for
-        one msgpack unpack and one validation per event.
+        The (type, schema) pair is resolved once and cached (``raw_decoder``), so a
+        long read pays for one msgpack unpack and one validation per event.
+
+        Raises:
+            UnknownEventType, MalformedEvent: as ``decode``, naming where the event sits.
         """
-        decoder = self._raw_decoders.get((type_name, schema_version))
-        if decoder is not None:
+        found = self.raw_decoder(type_name, schema_version)
+        if found is not None:
             try:
-                return decoder(data)
+                return found[0](data)
             except Exception:  # the precise typed error is raised by the slow path below
                 pass
         try:
@@ -282,14 +318,9 @@ class Codec:
                 version=version,
                 position=position,
             ) from None
-        where = _Where(stream_id=stream_id, version=version, position=position)
-        reg = self._by_name.get(name)
-        if reg is None:
-            raise UnknownEventType(f"unknown event type {name!r} (schema {schema})", **where)
-        event = self._decode_with(reg, schema, data, where)
-        if decoder is None and schema == reg.schema_version:
-            self._raw_decoders[(type_name, schema_version)] = _fast_decoder(reg)
-        return event
+        return self.decode(
+            name, schema, data, stream_id=stream_id, version=version, position=position
+        )
 
     def _decode_with(
         self,
@@ -358,15 +389,27 @@ class Codec:
         return payload
 
 
-def _fast_decoder(reg: _Registration) -> Callable[[bytes], BaseModel]:
+def _fast_decoder(reg: _Registration, upcasters: list[Upcaster]) -> Callable[[bytes], BaseModel]:
     unpackb = msgpack.unpackb
     validate = reg.validate
+    if not upcasters:
 
-    def decode(data: bytes) -> BaseModel:
-        model: BaseModel = validate(unpackb(data))
+        def decode(data: bytes) -> BaseModel:
+            model: BaseModel = validate(unpackb(data))
+            return model
+
+        return decode
+
+    def decode_old(data: bytes) -> BaseModel:
+        payload = unpackb(data)
+        if not isinstance(payload, dict):
+            raise TypeError("payload is not a map")
+        for upcaster in upcasters:
+            payload = upcaster(payload)
+        model: BaseModel = validate(payload)
         return model
 
-    return decode
+    return decode_old
 
 
 def _short(error: ValidationError) -> str:

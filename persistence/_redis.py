@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import threading
 import time
+from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable, Iterator, Sequence
+from itertools import pairwise
+from os import urandom
 from typing import Any
+from zlib import crc32
 
 import msgpack
 import redis
@@ -40,6 +44,7 @@ from persistence._errors import (
     PersistenceError,
     UnsafeRedisConfiguration,
 )
+from persistence._fast import fast_constructor, gc_paused
 from persistence._ports import (
     AppendResult,
     EventMetadata,
@@ -59,8 +64,15 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["RedisEventStore", "redis_client"]
 
-READ_PAGE = 10_000
-"""Entries per XRANGE when reading a stream (bounds the reply size of long streams)."""
+READ_PAGE = 1000
+"""Entries per XRANGE when reading a stream: bounds the reply of a long stream, and
+lets Redis build page k+1 while Python decodes page k (1,000 measured best)."""
+
+_RECORDED = fast_constructor(RecordedEvent)
+_METADATA = fast_constructor(EventMetadata)
+_POSITION = fast_constructor(FeedPosition)
+_APPEND_RESULT = fast_constructor(AppendResult)
+_packb = msgpack.packb
 
 _STREAM_NAMES = list(STREAM_FIELDS)
 _FEED_NAMES = list(FEED_FIELDS)
@@ -79,6 +91,8 @@ def redis_client(url: str, **kwargs: Any) -> redis.Redis:
         "socket_connect_timeout": 2.0,
         "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         "health_check_interval": 0,
+        # Long stream reads arrive in fewer, larger socket reads.
+        "socket_read_size": 1 << 20,
     }
     options.update(kwargs)
     return redis.Redis.from_url(url, **options)
@@ -136,7 +150,7 @@ def check_layout(client: redis.Redis, layout: RedisLayout) -> None:
 class _Request:
     """One append waiting for its reply; ``signal`` is a lock its thread blocks on."""
 
-    __slots__ = ("args", "done", "error", "promoted", "reply", "signal")
+    __slots__ = ("args", "done", "error", "next", "promoted", "reply", "signal")
 
     def __init__(self, args: list[Any]) -> None:
         self.args = args
@@ -145,6 +159,7 @@ class _Request:
         self.done = False
         self.promoted = False
         self.signal: Any = None
+        self.next: _Request | None = None  # the follower to wake after this one
 
 
 class _GroupCommit:
@@ -176,21 +191,32 @@ class _GroupCommit:
         return self._sha
 
     def call(self, args: list[Any]) -> Any:
-        """Send ``EVALSHA <sha> <args...>``; returns the reply or raises its error."""
+        """Send ``EVALSHA <sha> <args...>``; returns the reply or raises its error.
+
+        The calling thread either leads (sends a batch itself) or follows (waits
+        for a leader to send its request). A follower's wait cannot be cut short by
+        an interrupt (KeyboardInterrupt): others depend on it to wake the next
+        follower or to lead the next batch; the interrupt is re-raised after.
+        """
         request = _Request(args)
         mutex = self._mutex
         with mutex:
             if self._busy:
-                request.signal = threading.Lock()
+                request.signal = _allocate_lock()
                 request.signal.acquire()
                 self._queue.append(request)
                 follower = True
             else:
                 self._busy = True
                 follower = False
+        interrupted: BaseException | None = None
         if follower:
-            request.signal.acquire()  # released when done, or when made the leader
+            interrupted = _wait(request.signal)  # until done, or made the leader
             if not request.promoted:
+                if request.next is not None:
+                    request.next.signal.release()
+                if interrupted is not None:
+                    raise interrupted
                 return _outcome(request)
             with mutex:
                 batch = self._queue[: self._max_batch]
@@ -199,14 +225,25 @@ class _GroupCommit:
             batch = [request]
         try:
             self._send(batch)
-        except BaseException as error:  # never leave a follower blocked
+        except BaseException as error:  # e.g. an interrupt during the round trip
+            if self._conn is not None:  # replies may be half read: start afresh
+                self._conn.disconnect()
+            interrupted = interrupted or error
+            lost = rx.ConnectionError(f"append interrupted: {error!r}")
             for item in batch:
                 if not item.done:
-                    item.error, item.done = error, True
+                    item.error, item.done = lost, True
         finally:
-            for item in batch:
-                if item is not request:
-                    item.signal.release()
+            # Followers wake one another in a chain rather than all at once: only
+            # one of them at a time competes for the GIL, so none is woken just to
+            # wait for it again (a context switch each, the cost that bounds this).
+            followers = [item for item in batch if item is not request]
+            for item, after in pairwise(followers):
+                item.next = after
+            if followers:
+                followers[0].signal.release()
+            # One batch per leader: its own caller is waiting too. The first of
+            # those who queued meanwhile leads the next round trip.
             with mutex:
                 if self._queue:
                     successor = self._queue[0]
@@ -214,6 +251,8 @@ class _GroupCommit:
                     successor.signal.release()
                 else:
                     self._busy = False
+        if interrupted is not None:
+            raise interrupted
         return _outcome(request)
 
     def _connection(self) -> Any:
@@ -279,6 +318,17 @@ class _GroupCommit:
             self._pool.release(conn)
 
 
+def _wait(signal: Any) -> BaseException | None:
+    """Acquire ``signal`` even through interrupts; the first interrupt, if any."""
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            signal.acquire()
+            return interrupted
+        except BaseException as error:  # KeyboardInterrupt in the main thread
+            interrupted = interrupted or error
+
+
 def _outcome(request: _Request) -> Any:
     if request.error is not None:
         raise request.error
@@ -321,6 +371,7 @@ class RedisEventStore:
         self._client = check_client(client)
         self._codec = codec
         self._layout = RedisLayout(prefix, partitions)
+        self._partitions = partitions
         self._owns_client = False
         check_eviction_policy(client, allow_eviction)
         check_layout(client, self._layout)
@@ -331,7 +382,6 @@ class RedisEventStore:
         # Per-partition key parts, computed once: the append path only formats ids.
         self._stream_prefix = [f"{self._layout.tag(p)}:stream:" for p in range(partitions)]
         self._feed_keys = [self._layout.feed(p) for p in range(partitions)]
-        self._names: dict[tuple[bytes, bytes], tuple[str, int]] = {}
 
     @classmethod
     def from_url(cls, url: str, codec: Codec, **kwargs: Any) -> RedisEventStore:
@@ -385,30 +435,55 @@ class RedisEventStore:
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
     ) -> AppendResult:
         """See ``EventStore.append``."""
-        expected = expected_as_int(expected_version)
-        metas = metadata_for(events, metadata)
-        partition = self._layout.partition_of(stream_id)
+        # The hot path of every command: no EventMetadata objects unless the caller
+        # gave some, the codec's tables read directly, one time stamp per append.
+        if type(expected_version) is int and expected_version >= 0:
+            expected = expected_version
+        else:
+            expected = expected_as_int(expected_version)
+        count = len(events)
+        partition = crc32(stream_id.encode()) % self._partitions
         args: list[Any] = [
             2,
             self._stream_prefix[partition] + stream_id,
             self._feed_keys[partition],
             expected,
-            len(events),
+            count,
             stream_id,
         ]
-        encode = self._codec.encode_fields
-        for event, meta in zip(events, metas, strict=True):
-            type_name, schema, data = encode(event)
-            args += (
-                type_name,
-                schema,
-                data,
-                meta.event_id,
-                meta.correlation_id or "",
-                meta.causation_id or "",
-                repr(meta.recorded_at),
-                msgpack.packb(dict(meta.extra)) if meta.extra else b"",
-            )
+        by_model = self._codec._by_model
+        if metadata is None:
+            if count == 0:
+                raise ValueError("append needs at least one event")
+            now = repr(time.time())
+            for event in events:
+                reg = by_model.get(type(event))
+                if reg is None:
+                    raise self._codec._unregistered(event)
+                args += (
+                    reg.type_name,
+                    reg.schema_version,
+                    _packb(reg.dump(event, mode="json")),
+                    urandom(16).hex(),
+                    "",
+                    "",
+                    now,
+                    b"",
+                )
+        else:
+            encode = self._codec.encode_fields
+            for event, meta in zip(events, metadata_for(events, metadata), strict=True):
+                type_name, schema, data = encode(event)
+                args += (
+                    type_name,
+                    schema,
+                    data,
+                    meta.event_id,
+                    meta.correlation_id or "",
+                    meta.causation_id or "",
+                    repr(meta.recorded_at),
+                    _packb(dict(meta.extra)) if meta.extra else b"",
+                )
         try:
             reply = self._writer.call(args)
         except PersistenceError:
@@ -417,11 +492,11 @@ class RedisEventStore:
             raise map_redis_error(error, f"append to {stream_id!r}") from error
         status = reply[0]
         if status == 1 or status == 2:
-            return AppendResult(
-                stream_id,
-                reply[1],
-                tuple(FeedPosition(partition, entry.decode()) for entry in reply[2:]),
-            )
+            if count == 1:
+                positions: tuple[FeedPosition, ...] = (_POSITION(partition, reply[2].decode()),)
+            else:
+                positions = tuple([_POSITION(partition, entry.decode()) for entry in reply[2:]])
+            return _APPEND_RESULT(stream_id, reply[1], positions)
         if status == 0:
             raise ConcurrencyError(stream_id, expected_version, reply[1])
         if status == 3:
@@ -499,15 +574,40 @@ class RedisEventStore:
         key = self._stream_prefix[partition] + stream_id
         end = "+" if to_version is None else f"{to_version}-0"
         doing = f"read {stream_id!r}"
-        out: list[RecordedEvent] = []
-        start = f"{from_version + 1}-0"
-        while True:
-            entries = self.command("XRANGE", key, start, end, "COUNT", READ_PAGE, doing=doing)
-            decode = self._stream_entry
-            out.extend([decode(stream_id, partition, entry) for entry in entries])
-            if len(entries) < READ_PAGE:
+        page = READ_PAGE
+
+        def read_pages(conn: Any) -> list[RecordedEvent]:
+            # Page k+1 is requested before page k is decoded, so Redis builds the
+            # next reply while Python decodes (reads are safe to repeat on failure).
+            out: list[RecordedEvent] = []
+            after = from_version
+            conn.send_command(
+                "XRANGE", key, f"{after + 1}-0", end, "COUNT", page, check_health=False
+            )
+            outstanding = True
+            try:
+                while outstanding:
+                    entries = conn.read_response()
+                    outstanding = False
+                    if len(entries) == page:
+                        last = entries[-1][0]
+                        conn.send_command(
+                            "XRANGE", key, b"(" + last, end, "COUNT", page, check_health=False
+                        )
+                        outstanding = True
+                    out += self._stream_entries(stream_id, partition, entries, after)
+                    after += len(entries)
                 return out
-            start = f"({entries[-1][0].decode()}"
+            except BaseException:
+                if outstanding:  # an unread reply must not reach the connection's next user
+                    conn.disconnect()
+                raise
+
+        # The reply of a long read is some 20 objects per event and the decoded
+        # events a few more: keep the cyclic GC from traversing them over and over.
+        with gc_paused():
+            events: list[RecordedEvent] = self._round_trip(read_pages, doing)
+        return events
 
     def stream_version(self, stream_id: str) -> int:
         """See ``EventStore.stream_version``."""
@@ -557,15 +657,68 @@ class RedisEventStore:
 
     # -- decoding ------------------------------------------------------------------
 
-    def _type_names(self, type_name: bytes, schema: bytes) -> tuple[str, int]:
-        names = self._names.get((type_name, schema))
-        if names is None:
-            names = (type_name.decode(), int(schema))
-            if len(self._names) < 10_000:
-                self._names[(type_name, schema)] = names
-        return names
+    def _stream_entries(
+        self, stream_id: str, partition: int, entries: list[Any], after: int
+    ) -> list[RecordedEvent]:
+        """Raw XRANGE entries of an aggregate stream as ``RecordedEvent``s.
+
+        The hot loop of a load: one dict lookup for the (type, schema) decoder, one
+        msgpack unpack and one validation per event, values built with the fast
+        constructors, everything else bound to locals. Anything unusual (fields in
+        another order, an undecodable payload) takes the checked path, which raises
+        the typed error.
+        """
+        if not entries:
+            return []
+        # Entry ids are "<version>-0" and streams never lose entries, so the page
+        # holds versions after+1 ... after+n exactly when its first and last ids say
+        # so (ids increase strictly); otherwise every entry is checked on its own.
+        if entries[0][0] != b"%d-0" % (after + 1) or entries[-1][0] != b"%d-0" % (
+            after + len(entries)
+        ):
+            return [self._stream_entry(stream_id, partition, entry) for entry in entries]
+        decoders = self._codec._raw_decoders
+        names = _STREAM_NAMES
+        recorded, metadata, position = _RECORDED, _METADATA, _POSITION
+        out: list[RecordedEvent] = []
+        append = out.append
+        version = after
+        for entry in entries:
+            version += 1
+            fields = entry[1]
+            if fields[0::2] != names:
+                append(self._stream_entry(stream_id, partition, entry))
+                continue
+            type_name, schema, data, event_id, correlation, causation, at, extra, feed = (
+                fields[1::2]
+            )
+            found = decoders.get((type_name, schema))
+            try:
+                assert found is not None
+                event = found[0](data)
+                append(
+                    recorded(
+                        stream_id,
+                        version,
+                        found[1],
+                        found[2],
+                        event,
+                        metadata(
+                            event_id.decode(),
+                            correlation.decode() or None,
+                            causation.decode() or None,
+                            float(at),
+                            _extra(extra) if extra else EMPTY_EXTRA,
+                        ),
+                        position(partition, feed.decode()),
+                    )
+                )
+            except Exception:  # includes a first sight of this (type, schema)
+                append(self._stream_entry(stream_id, partition, entry))
+        return out
 
     def _stream_entry(self, stream_id: str, partition: int, entry: list[Any]) -> RecordedEvent:
+        """One raw aggregate stream entry, checked field by field (the typed-error path)."""
         entry_id, fields = entry
         version = int(entry_id[:-2]) if entry_id.endswith(b"-0") else -1
         try:
@@ -579,7 +732,9 @@ class RedisEventStore:
                     named[name] for name in STREAM_FIELDS
                 )
             event = self._codec.decode_raw(type_name, schema, data, stream_id, version)
-            name, schema_version = self._type_names(type_name, schema)
+            _decoder, name, schema_version = self._codec.raw_decoder(type_name, schema) or (
+                None, type_name.decode(), int(schema)
+            )
             return RecordedEvent(
                 stream_id,
                 version,
@@ -627,7 +782,9 @@ class RedisEventStore:
             stream_id = stream.decode()
             version = int(v)
             event = self._codec.decode_raw(type_name, schema, data, stream_id, version, position)
-            name, schema_version = self._type_names(type_name, schema)
+            _decoder, name, schema_version = self._codec.raw_decoder(type_name, schema) or (
+                None, type_name.decode(), int(schema)
+            )
             return RecordedEvent(
                 stream_id,
                 version,
