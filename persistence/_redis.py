@@ -163,7 +163,15 @@ class _Request:
 
 
 class _GroupCommit:
-    """Leader/follower group commit of EVALSHA calls over one dedicated connection."""
+    """Leader/follower group commit of EVALSHA calls over one dedicated connection.
+
+    Leadership is a token held by one calling thread at a time; only its holder
+    touches the connection. A leader reads the replies of the batch in flight (its
+    own request is in it), sends the next batch (everything queued meanwhile) at
+    once, hands the token to that batch's first request, and only then wakes the
+    followers of its own batch: Redis runs the next batch while Python wakes threads.
+    At most one batch is in flight, so a lost connection concerns that batch only.
+    """
 
     def __init__(
         self, client: redis.Redis, script: str, *, retries: int, max_batch: int
@@ -176,7 +184,10 @@ class _GroupCommit:
         self._max_batch = max_batch
         self._mutex = threading.Lock()
         self._queue: list[_Request] = []
-        self._busy = False
+        self._busy = False  # a thread holds the leadership token
+        # The batch handed to the next leader, and whether it was sent already.
+        self._in_flight: list[_Request] = []
+        self._in_flight_sent = False
         self._conn: Any = None
         self._closed = False
         self.round_trips = 0  # for tests and the benchmark: appends / round trips
@@ -193,10 +204,10 @@ class _GroupCommit:
     def call(self, args: list[Any]) -> Any:
         """Send ``EVALSHA <sha> <args...>``; returns the reply or raises its error.
 
-        The calling thread either leads (sends a batch itself) or follows (waits
-        for a leader to send its request). A follower's wait cannot be cut short by
-        an interrupt (KeyboardInterrupt): others depend on it to wake the next
-        follower or to lead the next batch; the interrupt is re-raised after.
+        The calling thread either leads (holds the connection for one batch) or
+        follows (waits for a leader to send its request). A follower's wait is not
+        cut short by an interrupt (KeyboardInterrupt): others depend on it to wake
+        the next follower or to lead the next batch; the interrupt is re-raised after.
         """
         request = _Request(args)
         mutex = self._mutex
@@ -211,20 +222,18 @@ class _GroupCommit:
                 follower = False
         interrupted: BaseException | None = None
         if follower:
-            interrupted = _wait(request.signal)  # until done, or made the leader
+            interrupted = _wait(request.signal)  # until done, or handed the token
             if not request.promoted:
                 if request.next is not None:
                     request.next.signal.release()
                 if interrupted is not None:
                     raise interrupted
                 return _outcome(request)
-            with mutex:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
+            batch, sent = self._in_flight, self._in_flight_sent
         else:
-            batch = [request]
+            batch, sent = [request], False
         try:
-            self._send(batch)
+            self._complete(batch, sent)
         except BaseException as error:  # e.g. an interrupt during the round trip
             if self._conn is not None:  # replies may be half read: start afresh
                 self._conn.disconnect()
@@ -234,6 +243,7 @@ class _GroupCommit:
                 if not item.done:
                     item.error, item.done = lost, True
         finally:
+            self._pass_on()
             # Followers wake one another in a chain rather than all at once: only
             # one of them at a time competes for the GIL, so none is woken just to
             # wait for it again (a context switch each, the cost that bounds this).
@@ -242,18 +252,26 @@ class _GroupCommit:
                 item.next = after
             if followers:
                 followers[0].signal.release()
-            # One batch per leader: its own caller is waiting too. The first of
-            # those who queued meanwhile leads the next round trip.
-            with mutex:
-                if self._queue:
-                    successor = self._queue[0]
-                    successor.promoted = True
-                    successor.signal.release()
-                else:
-                    self._busy = False
         if interrupted is not None:
             raise interrupted
         return _outcome(request)
+
+    def _pass_on(self) -> None:
+        """Send what queued meanwhile and hand the token to it, or give the token up."""
+        with self._mutex:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            if not batch:
+                self._busy = False
+                return
+        sent = False
+        try:
+            sent = self._write(batch)
+        except BaseException:  # the next leader sends it again
+            sent = False
+        self._in_flight, self._in_flight_sent = batch, sent
+        batch[0].promoted = True
+        batch[0].signal.release()
 
     def _connection(self) -> Any:
         if self._closed:
@@ -262,32 +280,43 @@ class _GroupCommit:
             self._conn = self._pool.get_connection()
         return self._conn
 
-    def _send(self, batch: list[_Request]) -> None:
+    def _write(self, batch: list[_Request]) -> bool:
+        """Send ``batch`` without reading; False (connection dropped) if that failed."""
+        sha = self._sha
+        try:
+            conn = self._connection()
+            if _pack_command is not None:
+                packed = [b"".join([_pack_command(("EVALSHA", sha, *r.args)) for r in batch])]
+            else:  # pragma: no cover
+                packed = conn.pack_commands([("EVALSHA", sha, *r.args) for r in batch])
+            conn.send_packed_command(packed, check_health=False)
+        except (rx.ConnectionError, rx.TimeoutError, OSError):
+            if self._conn is not None:
+                self._conn.disconnect()
+            return False
+        self.round_trips += 1
+        return True
+
+    def _complete(self, batch: list[_Request], sent: bool) -> None:
+        """Get every reply of ``batch`` (sending it first unless ``sent``)."""
         pending = batch
         failures = 0
         while pending:
-            sha = self._sha
             conn: Any = None
             try:
+                if not sent:
+                    conn = self._connection()
+                    if not self._write(pending):
+                        raise rx.ConnectionError("sending appends failed")
                 conn = self._connection()
-                if _pack_command is not None:
-                    packed = [b"".join([_pack_command(("EVALSHA", sha, *r.args)) for r in pending])]
-                else:  # pragma: no cover
-                    packed = conn.pack_commands([("EVALSHA", sha, *r.args) for r in pending])
-                conn.send_packed_command(packed, check_health=False)
-                self.round_trips += 1
-                for item in pending:
-                    try:
-                        item.reply = conn.read_response()
-                    except rx.ResponseError as error:
-                        item.error = error
-                    item.done = True
+                _read_replies(conn, pending)
             except (rx.ConnectionError, rx.TimeoutError, OSError) as error:
                 # The replies of some appends may be lost after the server applied
                 # them: sending them again is safe, a retry returns the earlier result.
                 if conn is not None:
                     conn.disconnect()
                 pending = [item for item in pending if not item.done]
+                sent = False
                 failures += 1
                 if failures > self._retries:
                     for item in pending:
@@ -308,7 +337,7 @@ class _GroupCommit:
                 for item in missing:
                     item.error, item.done = error, True
                 return
-            pending = missing
+            pending, sent = missing, False
 
     def close(self) -> None:
         with self._mutex:
@@ -316,6 +345,16 @@ class _GroupCommit:
             conn, self._conn = self._conn, None
         if conn is not None:
             self._pool.release(conn)
+
+
+def _read_replies(conn: Any, requests: list[_Request]) -> None:
+    """Read one reply per request, in order; an error reply becomes that request's error."""
+    for item in requests:
+        try:
+            item.reply = conn.read_response()
+        except rx.ResponseError as error:
+            item.error = error
+        item.done = True
 
 
 def _wait(signal: Any) -> BaseException | None:

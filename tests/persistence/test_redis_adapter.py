@@ -263,6 +263,37 @@ def test_losing_the_server_raises_event_store_unavailable_and_a_restart_recovers
         store.close()
 
 
+def test_appends_in_flight_when_the_server_dies_each_return_or_raise_unavailable(
+    redis_server_factory: Callable[..., RedisServer], codec: Codec
+) -> None:
+    server = redis_server_factory()
+    store = RedisEventStore.from_url(server.url, codec, prefix="t")
+    outcomes: list[str] = []
+    started = threading.Barrier(17)
+
+    def writer(index: int) -> None:
+        started.wait(timeout=10)
+        try:
+            for n in range(10_000):
+                store.append(f"w-{index}", [Deposited(account="a", amount=n)], n)
+        except EventStoreUnavailable:
+            outcomes.append("unavailable")
+        except BaseException as error:
+            outcomes.append(repr(error))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    started.wait(timeout=10)
+    server.kill()
+    for thread in threads:
+        thread.join(timeout=20)
+
+    assert not any(thread.is_alive() for thread in threads), "a caller hangs"
+    assert outcomes == ["unavailable"] * 16
+    store.close()
+
+
 def test_a_full_server_refuses_whole_appends_with_storage_full(
     redis_server_factory: Callable[..., RedisServer], codec: Codec
 ) -> None:

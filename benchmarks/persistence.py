@@ -1,0 +1,301 @@
+"""Persistence speed on Redis, beside redis-py's raw XADD on the same server, in one run.
+
+Figures (the baselines first; every repetition runs each figure once, interleaved, so
+a machine that slows down mid-run slows baseline and subject alike):
+- ``raw XADD``: redis-py ``xadd``, one command per round trip (baseline);
+- ``raw XADD pipelined``: redis-py pipelines of 1,000 ``xadd`` (baseline);
+- ``Lua append pipelined``: the append script itself, pipelined from one thread
+  (the server-side ceiling of group commit);
+- ``append, one at a time``: ``RedisEventStore.append`` with an expected version,
+  one thread (target: >= 80% of raw XADD);
+- ``append, N threads``: N threads (64) appending to distinct streams through group
+  commit (target: >= 60,000 appends/s); extra: appends per round trip;
+- ``load 10,000 events``: ``read()`` of a 10,000-event stream (target: < 50 ms);
+- ``load from snapshot``: snapshot + 100-event tail of that stream (target: < 5 ms);
+- ``memory append`` / ``memory load 10,000``: the in-process adapter, for reference.
+
+Keys live under a fresh ``ca-bench-<random>`` prefix, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ConfigDict
+from rich.console import Console
+
+from benchmarks._harness import Figure, Report
+from persistence import (
+    Codec,
+    MemoryEventStore,
+    RedisEventStore,
+    RedisSnapshotStore,
+    redis_client,
+)
+from persistence._redis_scripts import APPEND
+
+AREA = "persistence"
+LOAD_EVENTS = 10_000
+TAIL = 100
+
+
+class SeatsReserved(BaseModel):
+    """A typical small event: a few strings and ints."""
+
+    model_config = ConfigDict(frozen=True)
+    reservation_id: str
+    section: str
+    seats: int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="Redis server (default: REDIS_URL, else 127.0.0.1:6379; one is started"
+        " from the PATH if nothing answers)",
+    )
+    parser.add_argument("--threads", type=int, default=64, help="appending threads (64)")
+
+
+@contextmanager
+def _server(url: str, console: Console) -> Iterator[str]:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.ping()
+        yield url
+        return
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
+    from tests.redis_server import RedisServer, redis_server_binary
+
+    binary = redis_server_binary()
+    if binary is None:
+        raise SystemExit(f"no Redis answers at {url} and no redis-server binary was found")
+    console.print(f"[yellow]no Redis at {url}: starting {binary}[/yellow]")
+    with RedisServer(binary) as server:
+        yield server.url
+
+
+def _delete_prefix(client: redis.Redis, prefix: str) -> None:
+    batch: list[Any] = []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            client.unlink(*batch)
+            batch.clear()
+    if batch:
+        client.unlink(*batch)
+
+
+def run(args: argparse.Namespace, report: Report, console: Console) -> None:
+    with _server(args.redis, console) as url:
+        prefix = f"ca-bench-{uuid.uuid4().hex[:8]}"
+        raw = redis.Redis.from_url(url)
+        client = redis_client(url)
+        try:
+            _run(args, report, console, url, prefix, raw, client)
+        finally:
+            _delete_prefix(raw, prefix)
+            raw.close()
+            client.close()
+
+
+def _run(
+    args: argparse.Namespace,
+    report: Report,
+    console: Console,
+    url: str,
+    prefix: str,
+    raw: redis.Redis,
+    client: redis.Redis,
+) -> None:
+    quick = args.quick
+    one_n = 2_000 if quick else 10_000
+    pipelined_n = 20_000 if quick else 100_000
+    threads = args.threads
+    per_thread = 100 if quick else 500
+    codec = Codec()
+    codec.register(SeatsReserved)
+    event = SeatsReserved(reservation_id="r-0001", section="A", seats=2)
+    store = RedisEventStore(client, codec, prefix=f"{prefix}:es")
+    snapshots = RedisSnapshotStore(client, prefix=f"{prefix}:es")
+    memory = MemoryEventStore(codec)
+    fields = {"type": "SeatsReserved", "schema": "1", "data": codec.encode(event).data}
+    payload = codec.encode(event).data
+    run_no = [0]
+
+    def raw_xadd() -> float:
+        key = f"{prefix}:raw:{run_no[0]}"
+        start = time.perf_counter()
+        for _ in range(one_n):
+            raw.xadd(key, fields)
+        return one_n / (time.perf_counter() - start)
+
+    def raw_xadd_pipelined() -> float:
+        key = f"{prefix}:rawp:{run_no[0]}"
+        start = time.perf_counter()
+        pipe = raw.pipeline(transaction=False)
+        for i in range(pipelined_n):
+            pipe.xadd(key, fields)
+            if i % 1000 == 999:
+                pipe.execute()
+        pipe.execute()
+        return pipelined_n / (time.perf_counter() - start)
+
+    sha = raw.script_load(APPEND)
+
+    def lua_pipelined() -> float:
+        streams = 64
+        tag = f"{prefix}:lua:{run_no[0]}:{{p0}}"
+        start = time.perf_counter()
+        pipe = raw.pipeline(transaction=False)
+        for i in range(pipelined_n):
+            stream = f"s{i % streams}"
+            pipe.evalsha(
+                sha, 2, f"{tag}:stream:{stream}", f"{tag}:feed", i // streams, 1, stream,
+                "SeatsReserved", 1, payload, uuid.uuid4().hex, "", "", repr(time.time()), b"",
+            )
+            if i % 1000 == 999:
+                pipe.execute()
+        pipe.execute()
+        return pipelined_n / (time.perf_counter() - start)
+
+    def append_one() -> float:
+        stream = f"one-{run_no[0]}"
+        start = time.perf_counter()
+        for version in range(one_n):
+            store.append(stream, [event], version)
+        return one_n / (time.perf_counter() - start)
+
+    batching: list[float] = []
+
+    def append_threads() -> float:
+        barrier = threading.Barrier(threads + 1)
+        errors: list[BaseException] = []
+
+        def writer(index: int) -> None:
+            stream = f"t-{run_no[0]}-{index}"
+            try:
+                barrier.wait()
+                for version in range(per_thread):
+                    store.append(stream, [event], version)
+            except BaseException as error:
+                errors.append(error)
+
+        workers = [threading.Thread(target=writer, args=(i,)) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        before = store.round_trips
+        barrier.wait()
+        start = time.perf_counter()
+        for worker in workers:
+            worker.join()
+        elapsed = time.perf_counter() - start
+        if errors:
+            raise errors[0]
+        total = threads * per_thread
+        batching.append(total / max(1, store.round_trips - before))
+        return total / elapsed
+
+    for version in range(0, LOAD_EVENTS, 100):
+        store.append("load", [event] * 100, version)
+        memory.append("load", [event] * 100, version)
+    snapshots.save("load", LOAD_EVENTS - TAIL, b"x" * 200)
+
+    def load() -> float:
+        start = time.perf_counter()
+        events = store.read("load")
+        elapsed = time.perf_counter() - start
+        assert len(events) == LOAD_EVENTS
+        return elapsed * 1000
+
+    def load_snapshot() -> float:
+        start = time.perf_counter()
+        snapshot = snapshots.load("load")
+        assert snapshot is not None
+        tail = store.read("load", snapshot.version)
+        elapsed = time.perf_counter() - start
+        assert len(tail) == TAIL
+        return elapsed * 1000
+
+    def memory_append() -> float:
+        stream = f"one-{run_no[0]}"
+        n = one_n * 10
+        start = time.perf_counter()
+        for version in range(n):
+            memory.append(stream, [event], version)
+        return n / (time.perf_counter() - start)
+
+    def memory_load() -> float:
+        start = time.perf_counter()
+        events = memory.read("load")
+        elapsed = time.perf_counter() - start
+        assert len(events) == LOAD_EVENTS
+        return elapsed * 1000
+
+    figures: list[tuple[str, str, Callable[[], float], str | None, bool]] = [
+        ("raw XADD", "ops/s", raw_xadd, None, True),
+        ("raw XADD pipelined", "ops/s", raw_xadd_pipelined, None, True),
+        ("Lua append pipelined", "appends/s", lua_pipelined, "raw XADD pipelined", True),
+        ("append, one at a time", "appends/s", append_one, "raw XADD", True),
+        (f"append, {threads} threads", "appends/s", append_threads, "raw XADD pipelined", True),
+        ("load 10,000 events", "ms", load, None, False),
+        ("load from snapshot", "ms", load_snapshot, "load 10,000 events", False),
+        ("memory append, one at a time", "appends/s", memory_append, "append, one at a time",
+         True),
+        ("memory load 10,000", "ms", memory_load, "load 10,000 events", False),
+    ]
+    samples: dict[str, list[float]] = {name: [] for name, *_ in figures}
+    for repetition in range(args.repeat + 1):  # the first is a warm-up
+        run_no[0] = repetition
+        for name, _unit, body, _baseline, _higher in figures:
+            with console.status(f"persistence: {name} ({repetition}/{args.repeat})"):
+                value = body()
+            if repetition:
+                samples[name].append(value)
+    batching = batching[1:]
+    for name, unit, _body, baseline, higher in figures:
+        extra = {}
+        if name.startswith("append, ") and name.endswith("threads"):
+            extra = {"appends per round trip": round(sum(batching) / len(batching), 1)}
+        report.add(Figure(AREA, name, unit, samples[name], baseline, higher, extra))
+    store.close()
+    _print_targets(report, console, threads)
+
+
+def _print_targets(report: Report, console: Console, threads: int) -> None:
+    def median(name: str) -> float:
+        figure = report.find(AREA, name)
+        return figure.median if figure is not None else float("nan")
+
+    one, raw_one = median("append, one at a time"), median("raw XADD")
+    rows = [
+        ("one-at-a-time appends >= 80% of raw XADD", one / raw_one >= 0.8,
+         f"{one / raw_one:.0%}"),
+        (f"{threads} threads >= 60,000 appends/s", median(f"append, {threads} threads") >= 60_000,
+         f"{median(f'append, {threads} threads'):,.0f}/s"),
+        ("load 10,000 events < 50 ms", median("load 10,000 events") < 50,
+         f"{median('load 10,000 events'):.1f} ms"),
+        ("load from snapshot < 5 ms", median("load from snapshot") < 5,
+         f"{median('load from snapshot'):.2f} ms"),
+    ]
+    figure = report.find(AREA, f"append, {threads} threads")
+    if figure is not None and figure.extra:
+        console.print(
+            f"group commit: {figure.extra['appends per round trip']} appends per round trip"
+        )
+    for label, met, value in rows:
+        mark = "[green]met[/green]" if met else "[red]missed[/red]"
+        console.print(f"target {label}: {value} {mark}")
