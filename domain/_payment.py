@@ -1,12 +1,14 @@
 """The payment store (pattern 1): one payment per reservation, loaded on demand.
 
-A payment is event-sourced in ``payment-{payment_id}``. A command for a payment not
-loaded loads it first (commands meanwhile wait in order, see ``_slots``); then one
-command at a time runs: the gateway call (on the store's executor), then the append
-of its outcome with the loaded version as the expected one. Processing a payment
-that already has an outcome answers with it and calls nothing: a payment id is never
-charged twice, and the gateway's idempotency key (the payment id) covers the rest —
-a repeat after a crash, or another process racing this one.
+A payment is event-sourced in ``payment-{payment_id}``. One command at a time runs
+per payment (others wait in order, see ``_slots``): one effect calls the gateway and
+appends the outcome, with the loaded version as the expected one. Processing a
+payment whose outcome is known answers with it and calls nothing. A payment not in
+memory is presumed new (a payment id is fresh in the common case, so no read is
+spent on it); when it is not, the append conflicts, the payment is loaded and the
+command runs again on what is stored. Either way a payment id is never charged
+twice: the gateway answers a repeated charge from its idempotency key (the payment
+id) — a repeat after a crash, a reload, or another process racing this one.
 
 Declines, gateway errors and timeouts are events (``PaymentDeclined``,
 ``PaymentFailed``), never exceptions. ``RefundPayment`` returns whatever was charged
@@ -37,14 +39,13 @@ from domain._events import (
     PaymentSucceeded,
 )
 from domain._gateway import PaymentGateway
-from domain._repository import Loaded, Repository, describe
-from domain._slots import Slot, append_effect, evict, load_effect, touch
+from domain._repository import Loaded, Repository, VersionConflict, describe
+from domain._slots import Slot, evict, load_effect, touch
 
 __all__ = [
-    "GatewayAnswered",
+    "GatewayFailed",
     "PaymentAction",
     "PaymentAppendFailed",
-    "PaymentAppended",
     "PaymentCommand",
     "PaymentCommandDone",
     "PaymentCommandFailed",
@@ -52,6 +53,7 @@ __all__ = [
     "PaymentEnvironment",
     "PaymentLoadFailed",
     "PaymentLoaded",
+    "PaymentRecorded",
     "PaymentSettings",
     "PaymentState",
     "PaymentStatus",
@@ -139,19 +141,20 @@ class PaymentLoadFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class GatewayAnswered:
-    """The gateway call of the running command is over: ``event`` records its outcome
-    (None when a refund call failed: nothing to record, the caller retries)."""
+class PaymentRecorded:
+    """The gateway answered the running command and ``event``, its outcome, is stored."""
 
     payment_id: str
-    event: DomainEvent | None
-    reason: str = ""
+    event: DomainEvent
+    version: int
 
 
 @dataclass(frozen=True, slots=True)
-class PaymentAppended:
+class GatewayFailed:
+    """A refund call failed: nothing was recorded (the saga retries on its timer)."""
+
     payment_id: str
-    version: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +191,8 @@ PaymentAction = (
     PaymentCommand
     | PaymentLoaded
     | PaymentLoadFailed
-    | GatewayAnswered
-    | PaymentAppended
+    | PaymentRecorded
+    | GatewayFailed
     | PaymentConflicted
     | PaymentAppendFailed
     | PaymentCommandDone
@@ -251,28 +254,34 @@ def reduce_payments(
             Effect.send(PaymentCommandFailed(command, action.reason))
             for command in (*slot.writing, *slot.waiting)
         ]
-    if isinstance(action, GatewayAnswered):
-        return _answered(state, action, env)
-    if isinstance(action, PaymentAppended):
+    if isinstance(action, PaymentRecorded):
         slot = state.payments.get(action.payment_id)
         if slot is None or not slot.writing or slot.state is None:
             return []
-        effects: Effects = [Effect.send(reply) for reply in slot.replies]
-        for reply in slot.replies:
-            for event in reply.events:
-                evolve_payment(slot.state, event)
+        (command,) = slot.writing
+        evolve_payment(slot.state, action.event)
         slot.version = action.version
         slot.writing = ()
-        slot.replies = ()
         slot.attempts = 0
-        return effects + _next(action.payment_id, slot, env)
+        done: Effect[PaymentAction] = Effect.send(
+            PaymentCommandDone(command, slot.state.status, (action.event,))
+        )
+        return [done, *_next(action.payment_id, slot, env)]
+    if isinstance(action, GatewayFailed):
+        slot = state.payments.get(action.payment_id)
+        if slot is None or not slot.writing:
+            return []
+        (command,) = slot.writing
+        slot.writing = ()
+        failed: Effect[PaymentAction] = Effect.send(PaymentCommandFailed(command, action.reason))
+        return [failed, *_next(action.payment_id, slot, env)]
     if isinstance(action, PaymentConflicted):
         return _conflicted(state, action, env)
     if isinstance(action, PaymentAppendFailed):
         slot = state.payments.get(action.payment_id)
         if slot is None or not slot.writing:
             return []
-        effects = [
+        effects: Effects = [
             Effect.send(PaymentCommandFailed(command, action.reason)) for command in slot.writing
         ]
         return effects + _reload(state, action.payment_id, slot, env)
@@ -288,8 +297,10 @@ def _submit(state: PaymentsState, command: PaymentCommand, env: PaymentEnvironme
         del payments[command.payment_id]
         slot = None
     if slot is None:
-        payments[command.payment_id] = Slot(waiting=deque((command,)), used_at=now)
-        effects: Effects = [_load(command.payment_id, env)]
+        # Presumed new: no read spent on it (see the module docstring).
+        slot = Slot(phase="ready", state=PaymentState(), waiting=deque((command,)), used_at=now)
+        payments[command.payment_id] = slot
+        effects = _next(command.payment_id, slot, env)
     else:
         touch(payments, command.payment_id, slot, now)
         slot.waiting.append(command)
@@ -314,56 +325,18 @@ def _next(
         if isinstance(command, ProcessPayment):
             if payment.status == "new":
                 slot.writing = (command,)
-                effects.append(_charge(env, command))
+                effects.append(_charge(env, command, slot.version))
             else:
                 effects.append(Effect.send(PaymentCommandDone(command, payment.status)))
         elif payment.status in ("new", "succeeded") or (
             payment.status == "failed" and payment.uncertain
         ):
             slot.writing = (command,)
-            effects.append(_refund(env, command))
+            effects.append(_refund(env, command, slot.version))
         else:
             # Declined, failed for sure, or refunded already: nothing to return.
             effects.append(Effect.send(PaymentCommandDone(command, payment.status)))
     return effects
-
-
-def _answered(state: PaymentsState, action: GatewayAnswered, env: PaymentEnvironment) -> Effects:
-    slot = state.payments.get(action.payment_id)
-    if slot is None or not slot.writing:
-        return []
-    (command,) = slot.writing
-    if action.event is None:
-        slot.writing = ()
-        failed: Effect[PaymentAction] = Effect.send(PaymentCommandFailed(command, action.reason))
-        return [failed, *_next(action.payment_id, slot, env)]
-    events = (action.event,)
-    assert slot.state is not None
-    status = evolve_payment(_copy(slot.state), action.event).status
-    slot.replies = (PaymentCommandDone(command, status, events),)
-    return [
-        append_effect(
-            env.repository,
-            action.payment_id,
-            events,
-            slot.version,
-            PaymentAppended,
-            PaymentConflicted,
-            PaymentAppendFailed,
-        )
-    ]
-
-
-def _copy(payment: PaymentState) -> PaymentState:
-    return PaymentState(
-        payment.status,
-        payment.reservation_id,
-        payment.amount_cents,
-        payment.charge_id,
-        payment.uncertain,
-        payment.refunded_cents,
-        payment.reason,
-    )
 
 
 def _conflicted(
@@ -403,10 +376,27 @@ def _reload(
     return []
 
 
-def _charge(env: PaymentEnvironment, command: ProcessPayment) -> Effect[PaymentAction]:
-    gateway = env.gateway
+def _record(
+    repository: Repository[str, PaymentState], pid: str, event: DomainEvent, expected: int
+) -> PaymentAction:
+    try:
+        version = repository.append(pid, (event,), expected)
+    except VersionConflict as conflict:
+        return PaymentConflicted(pid, str(conflict))
+    except Exception as error:
+        log.warning(
+            "payment %s: recording %s failed: %s", pid, type(event).__name__, describe(error)
+        )
+        return PaymentAppendFailed(pid, describe(error))
+    return PaymentRecorded(pid, event, version)
 
-    def charge() -> GatewayAnswered:
+
+def _charge(
+    env: PaymentEnvironment, command: ProcessPayment, expected_version: int
+) -> Effect[PaymentAction]:
+    gateway, repository = env.gateway, env.repository
+
+    def charge() -> PaymentAction:
         pid, rid, amount = command.payment_id, command.reservation_id, command.amount_cents
         event: DomainEvent
         try:
@@ -437,26 +427,28 @@ def _charge(env: PaymentEnvironment, command: ProcessPayment) -> Effect[PaymentA
             event = PaymentSucceeded(
                 payment_id=pid, reservation_id=rid, amount_cents=amount, charge_id=done.charge_id
             )
-        return GatewayAnswered(pid, event)
+        return _record(repository, pid, event, expected_version)
 
     return Effect.future(charge, name=f"charge {command.payment_id}")
 
 
-def _refund(env: PaymentEnvironment, command: RefundPayment) -> Effect[PaymentAction]:
-    gateway = env.gateway
+def _refund(
+    env: PaymentEnvironment, command: RefundPayment, expected_version: int
+) -> Effect[PaymentAction]:
+    gateway, repository = env.gateway, env.repository
 
-    def refund() -> GatewayAnswered:
+    def refund() -> PaymentAction:
         try:
             done = gateway.refund(command.payment_id)
         except Exception as error:  # the saga retries its compensation on its timer
             log.warning("refund of %s failed: %s", command.payment_id, describe(error))
-            return GatewayAnswered(command.payment_id, None, describe(error))
+            return GatewayFailed(command.payment_id, describe(error))
         event = PaymentRefunded(
             payment_id=command.payment_id,
             reservation_id=command.reservation_id,
             refunded_cents=done.refunded_cents,
             refund_id=done.refund_id,
         )
-        return GatewayAnswered(command.payment_id, event)
+        return _record(repository, command.payment_id, event, expected_version)
 
     return Effect.future(refund, name=f"refund {command.payment_id}")

@@ -66,8 +66,8 @@ from domain._inventory import (
 )
 from domain._outcome import ReservationOutcome, ReservationStatus
 from domain._payment import PaymentCommand, ProcessPayment, RefundPayment
-from domain._repository import Loaded, Repository
-from domain._slots import Slot, append_effect, evict, load_effect, touch
+from domain._repository import Loaded, Repository, VersionConflict, describe
+from domain._slots import Slot, evict, load_effect, touch
 
 __all__ = [
     "CHILD_EVENTS",
@@ -255,7 +255,8 @@ CHILD_EVENTS: tuple[type[DomainEvent], ...] = (
 @dataclass(frozen=True, slots=True)
 class Deliver:
     """A child's event, from the bus; answered by ``DeliverySettled(delivery_id)``
-    once the saga's reaction to it is recorded (then the bus may acknowledge it)."""
+    (told to the listener) once the saga's reaction to it is recorded: then, and only
+    then, may the bus acknowledge the event."""
 
     event: ChildEvent
     delivery_id: str
@@ -305,8 +306,9 @@ class SagaAppendFailed:
 
 @dataclass(frozen=True, slots=True)
 class DeliverySettled:
-    """The saga is done with a delivery: ``ok`` when its reaction is recorded (the
-    event may be acknowledged), False when it must be delivered again."""
+    """The saga is done with a delivery (told to the listener): ``ok`` when its
+    reaction is recorded (the event may be acknowledged), False when it must be
+    delivered again."""
 
     delivery_id: str
     ok: bool = True
@@ -323,13 +325,7 @@ class StartRefused:
 
 
 SagaAction = (
-    SagaInput
-    | SagaLoaded
-    | SagaLoadFailed
-    | SagaAppended
-    | SagaConflicted
-    | SagaAppendFailed
-    | DeliverySettled
+    SagaInput | SagaLoaded | SagaLoadFailed | SagaAppended | SagaConflicted | SagaAppendFailed
 )
 
 # What a decision leaves to do once its events are recorded.
@@ -348,11 +344,14 @@ class SagaChildren(Protocol):
 
 
 class SagaListener(Protocol):
-    """Who hears of reservations that end (the facade's waiters)."""
+    """Who hears what the saga did: reservations that ended or could not start (the
+    facade's waiters), and deliveries it is done with (the bus's handler)."""
 
     def settled(self, outcome: ReservationOutcome) -> None: ...
 
     def refused(self, refusal: StartRefused) -> None: ...
+
+    def delivered(self, settled: DeliverySettled) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,12 +426,12 @@ def reduce_saga(
         slot = state.sagas.get(action.reservation_id)
         if slot is None or not slot.writing:
             return []
-        outgoing = slot.replies
+        # What the batch decided was carried out by the append effect, once recorded.
         slot.version = action.version
         slot.writing = ()
         slot.replies = ()
         slot.attempts = 0
-        effects = _flush(state, action.reservation_id, slot.state, outgoing, env)
+        effects = _timer(state, action.reservation_id, slot.state, env)
         return effects + _drain(state, action.reservation_id, slot, env)
     if isinstance(action, SagaConflicted):
         slot = state.sagas.get(action.reservation_id)
@@ -453,10 +452,8 @@ def reduce_saga(
         if slot is None or slot.phase != "loading":
             return []
         del state.sagas[action.reservation_id]
-        return _flush(
-            state, action.reservation_id, None, _failures(slot.waiting, action.reason), env
-        )
-    return []  # DeliverySettled: reduced only so that waiters see it
+        return _act(env, action.reservation_id, _failures(slot.waiting, action.reason))
+    return []
 
 
 def _submit(state: SagaState, action: SagaInput, env: SagaEnvironment) -> Effects:
@@ -506,21 +503,12 @@ def _drain(
     for action in batch:
         step.decide(action)
     slot.state = step.saga
+    outgoing = tuple(step.outgoing)
     if not step.events:
-        return _flush(state, rid, slot.state, tuple(step.outgoing), env)
+        return _act(env, rid, outgoing) + _timer(state, rid, slot.state, env)
     slot.writing = batch
-    slot.replies = tuple(step.outgoing)
-    return [
-        append_effect(
-            env.repository,
-            rid,
-            tuple(step.events),
-            slot.version,
-            SagaAppended,
-            SagaConflicted,
-            SagaAppendFailed,
-        )
-    ]
+    slot.replies = outgoing
+    return [_record(env, rid, tuple(step.events), slot.version, outgoing)]
 
 
 def _reload(
@@ -552,7 +540,7 @@ def _give_up(
     failures = _failures(slot.writing, reason)
     slot.attempts = 0
     slot.waiting.appendleft(ResumeSaga(rid))
-    return _flush(state, rid, None, failures, env) + _reload(state, rid, slot, env)
+    return _act(env, rid, failures) + _reload(state, rid, slot, env)
 
 
 def _failures(inputs: Sequence[SagaInput], reason: str) -> tuple[Outgoing, ...]:
@@ -565,72 +553,76 @@ def _failures(inputs: Sequence[SagaInput], reason: str) -> tuple[Outgoing, ...]:
     return tuple(out)
 
 
-def _flush(
-    state: SagaState,
-    rid: str,
-    saga: Saga | None,
-    outgoing: Sequence[Outgoing],
-    env: SagaEnvironment,
-) -> Effects:
-    """Effects for what decisions left to do, and the saga's timer."""
-    effects: Effects = []
-    commands = tuple(item for item in outgoing if isinstance(item, _COMMANDS))
-    if commands:
-        effects.append(_send_children(env, rid, commands))
-    notices = tuple(
-        item for item in outgoing if isinstance(item, ReservationOutcome | StartRefused)
-    )
-    if notices:
-        effects.append(_tell_listener(env, rid, notices))
-    effects.extend(Effect.send(item) for item in outgoing if isinstance(item, DeliverySettled))
+def _timer(state: SagaState, rid: str, saga: Saga | None, env: SagaEnvironment) -> Effects:
+    """Arm the saga's timer for its deadline (once per deadline), or cancel it."""
     if saga is None:
-        return effects
+        return []
     armed = state.timers.get(rid)
     if saga.status.terminal or saga.deadline is None:
-        if armed is not None:
-            del state.timers[rid]
-            effects.append(Effect.cancel(_key(rid)))
-    elif armed != (saga.status, saga.deadline):
-        state.timers[rid] = (saga.status, saga.deadline)
-        wait = max(0.0, saga.deadline - env.clock.now())
-        timer: Effect[SagaAction] = Effect.delay(
-            wait, StepDeadlinePassed(rid, saga.status, saga.deadline)
-        )
-        effects.append(timer.cancellable(_key(rid), cancel_in_flight=True))
-    return effects
+        if armed is None:
+            return []
+        del state.timers[rid]
+        return [Effect.cancel(_key(rid))]
+    if armed == (saga.status, saga.deadline):
+        return []
+    state.timers[rid] = (saga.status, saga.deadline)
+    wait = max(0.0, saga.deadline - env.clock.now())
+    timer: Effect[SagaAction] = Effect.delay(
+        wait, StepDeadlinePassed(rid, saga.status, saga.deadline)
+    )
+    return [timer.cancellable(_key(rid), cancel_in_flight=True)]
 
 
-_COMMANDS = (ReserveSeats, ConfirmReservation, ReleaseReservation, ProcessPayment, RefundPayment)
+def _act(env: SagaEnvironment, rid: str, outgoing: Sequence[Outgoing]) -> Effects:
+    """An effect carrying out what decisions that needed no event left to do."""
+    if not outgoing:
+        return []
+    children, listener = env.children, env.listener
+    return [Effect.future(lambda: _carry_out(outgoing, children, listener), name=f"saga {rid}")]
 
 
-def _send_children(
-    env: SagaEnvironment, rid: str, commands: tuple[InventoryCommand | PaymentCommand, ...]
+def _record(
+    env: SagaEnvironment,
+    rid: str,
+    events: tuple[DomainEvent, ...],
+    expected_version: int,
+    outgoing: Sequence[Outgoing],
 ) -> Effect[SagaAction]:
-    children = env.children
+    """Append the batch's events; once they are recorded (and only then) carry out
+    what the batch decided: one effect, so that a reservation costs few hops."""
+    repository, children, listener = env.repository, env.children, env.listener
 
-    def send() -> None:
-        for command in commands:
-            if isinstance(command, ProcessPayment | RefundPayment):
-                children.payment(command)
+    def record() -> SagaAction:
+        try:
+            version = repository.append(rid, events, expected_version)
+        except VersionConflict as conflict:
+            return SagaConflicted(rid, str(conflict))
+        except Exception as error:
+            log.warning("saga %s: append failed: %s", rid, describe(error), exc_info=error)
+            return SagaAppendFailed(rid, describe(error))
+        _carry_out(outgoing, children, listener)
+        return SagaAppended(rid, version)
+
+    return Effect.future(record, name=f"record saga {rid}@{expected_version}")
+
+
+def _carry_out(
+    outgoing: Sequence[Outgoing], children: SagaChildren, listener: SagaListener
+) -> None:
+    for item in outgoing:
+        try:
+            if isinstance(item, ProcessPayment | RefundPayment):
+                children.payment(item)
+            elif isinstance(item, ReservationOutcome):
+                listener.settled(item)
+            elif isinstance(item, StartRefused):
+                listener.refused(item)
+            elif isinstance(item, DeliverySettled):
+                listener.delivered(item)
             else:
-                children.inventory(command)
-
-    return Effect.future(send, name=f"saga {rid} commands")
-
-
-def _tell_listener(
-    env: SagaEnvironment, rid: str, notices: tuple[ReservationOutcome | StartRefused, ...]
-) -> Effect[SagaAction]:
-    listener = env.listener
-
-    def tell() -> None:
-        for notice in notices:
-            if isinstance(notice, ReservationOutcome):
-                listener.settled(notice)
-            else:
-                listener.refused(notice)
-
-    return Effect.future(tell, name=f"saga {rid} outcome")
+                children.inventory(item)
+        except Exception:  # one failed notice must not keep the others from going out
+            log.exception("saga: carrying out %r failed", item)
 
 
 # -- deciding -------------------------------------------------------------------------

@@ -140,14 +140,6 @@ class _DeliveryNotRecorded(TicketingError):
 
 
 @dataclass(frozen=True, slots=True)
-class _Settles:
-    delivery_id: str
-
-    def __call__(self, action: SagaAction) -> bool:
-        return type(action) is DeliverySettled and action.delivery_id == self.delivery_id
-
-
-@dataclass(frozen=True, slots=True)
 class _Answers:
     command: InventoryCommand
 
@@ -158,23 +150,44 @@ class _Answers:
 
 
 class _Waiter:
-    __slots__ = ("error", "event", "outcome")
+    __slots__ = ("error", "event", "outcome", "settled")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.outcome: ReservationOutcome | None = None
+        self.settled: DeliverySettled | None = None
         self.error: TicketingError | None = None
 
 
 class _Waiters:
-    """``reserve`` callers waiting for their saga's end, keyed by reservation id.
+    """Threads waiting on the saga: ``reserve`` callers for their reservation's end
+    (keyed by reservation id), the bus's handlers for their delivery to be recorded
+    (keyed by delivery id).
 
-    The saga store's listener: ``settled``/``refused`` run on an executor thread.
+    The saga store's listener: its methods run on executor threads.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, list[_Waiter]] = {}
+        self._deliveries: dict[str, _Waiter] = {}
+
+    def expect_delivery(self, delivery_id: str) -> _Waiter:
+        waiter = _Waiter()
+        with self._lock:
+            self._deliveries[delivery_id] = waiter
+        return waiter
+
+    def forget_delivery(self, delivery_id: str) -> None:
+        with self._lock:
+            self._deliveries.pop(delivery_id, None)
+
+    def delivered(self, settled: DeliverySettled) -> None:
+        with self._lock:
+            waiter = self._deliveries.pop(settled.delivery_id, None)
+        if waiter is not None:
+            waiter.settled = settled
+            waiter.event.set()
 
     def register(self, reservation_id: str) -> _Waiter:
         waiter = _Waiter()
@@ -208,7 +221,9 @@ class _Waiters:
     def fail_all(self, error: TicketingError) -> None:
         with self._lock:
             everyone = [w for waiters in self._waiting.values() for w in waiters]
+            everyone.extend(self._deliveries.values())
             self._waiting.clear()
+            self._deliveries.clear()
         for waiter in everyone:
             waiter.error = error
             waiter.event.set()
@@ -764,12 +779,17 @@ class TicketingSystem:
         if not isinstance(event, CHILD_EVENTS):
             return
         delivery_id = f"{self.node}:{next(self._deliveries)}"
-        settled = self._saga.send_and_wait_for(
-            Deliver(event, delivery_id),  # type: ignore[arg-type]
-            _Settles(delivery_id),
-            timeout=self._wait_timeout,
-        )
-        assert isinstance(settled, DeliverySettled)
+        waiter = self._waiters.expect_delivery(delivery_id)
+        try:
+            self._saga.send(Deliver(event, delivery_id))  # type: ignore[arg-type]
+            if not waiter.event.wait(self._wait_timeout):
+                raise _DeliveryNotRecorded(f"no answer within {self._wait_timeout} s")
+        finally:
+            self._waiters.forget_delivery(delivery_id)
+        settled = waiter.settled
+        if waiter.error is not None:
+            raise waiter.error
+        assert settled is not None
         if not settled.ok:
             raise _DeliveryNotRecorded(settled.detail)
 

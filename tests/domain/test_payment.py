@@ -10,13 +10,13 @@ from domain._errors import CardDeclined, GatewayUnavailable
 from domain._events import PaymentDeclined, PaymentFailed, PaymentRefunded, PaymentSucceeded
 from domain._gateway import DemoGateway
 from domain._payment import (
-    GatewayAnswered,
-    PaymentAppended,
+    GatewayFailed,
     PaymentCommandDone,
     PaymentCommandFailed,
     PaymentConflicted,
     PaymentEnvironment,
     PaymentLoaded,
+    PaymentRecorded,
     PaymentsState,
     PaymentState,
     ProcessPayment,
@@ -55,13 +55,12 @@ def make_store(
     return TestStore(reduce_payments, PaymentsState(), env, exhaustive=False), repo, gw
 
 
-def test_a_payment_is_loaded_then_charged_and_the_success_recorded() -> None:
+def test_a_new_payment_is_charged_and_the_success_recorded_without_a_read() -> None:
     store, repo, gateway = make_store()
     store.send(charge_of())
-    store.receive(PaymentLoaded)
-    store.receive(GatewayAnswered("p1", succeeded()))
-    store.receive(PaymentAppended("p1", 1))
+    store.receive(PaymentRecorded("p1", succeeded(), 1))
     store.receive(PaymentCommandDone(charge_of(), "succeeded", (succeeded(),)))
+    assert repo.loads == []  # presumed new: the append's expected version checks it
     assert repo.events("p1") == [succeeded()]
     assert gateway.net_charged("p1") == 1000
 
@@ -78,15 +77,20 @@ def test_processing_the_same_payment_twice_charges_once() -> None:
     assert repo.events("p1") == [succeeded()]
 
 
-def test_a_payment_already_recorded_is_answered_after_a_restart_without_calling_the_gateway() -> (
-    None
-):
+def test_a_payment_recorded_by_another_process_conflicts_reloads_and_is_not_charged_twice() -> None:
     store, repo, gateway = make_store()
+    gateway.charge("p1", OK, 1000)  # charged by a process that recorded it and stopped
     repo.write("p1", succeeded())
     store.send(charge_of())
+    store.receive(PaymentConflicted)
     store.receive(PaymentLoaded)
     assert store.receive(PaymentCommandDone) == PaymentCommandDone(charge_of(), "succeeded")
-    assert gateway.calls == 0
+    assert repo.events("p1") == [succeeded()]
+    assert gateway.charges() == {"p1": 1000}
+    calls = gateway.calls
+    store.send(charge_of())  # now loaded: answered without calling the gateway
+    assert store.receive(PaymentCommandDone).status == "succeeded"
+    assert gateway.calls == calls
 
 
 def test_a_declined_card_becomes_a_declined_payment_not_an_exception() -> None:
@@ -154,19 +158,6 @@ def test_a_refund_of_a_declined_payment_has_nothing_to_return() -> None:
     assert gateway.calls == calls
 
 
-def test_a_conflict_reloads_and_the_repeated_charge_is_answered_by_the_idempotency_key() -> None:
-    store, repo, gateway = make_store()
-    store.send(charge_of())
-    store.receive(PaymentLoaded)  # the charge ran; its answer is not yet reduced
-    repo.write("p1", succeeded())  # another process recorded the same charge first
-    store.receive(GatewayAnswered)
-    store.receive(PaymentConflicted)
-    store.receive(PaymentLoaded)
-    assert store.receive(PaymentCommandDone) == PaymentCommandDone(charge_of(), "succeeded")
-    assert repo.events("p1") == [succeeded()]
-    assert gateway.charges() == {"p1": 1000}
-
-
 def test_a_refund_the_gateway_cannot_make_is_reported_and_nothing_recorded() -> None:
     class Down(DemoGateway):
         def refund(self, idempotency_key: str) -> object:  # type: ignore[override]
@@ -174,8 +165,7 @@ def test_a_refund_the_gateway_cannot_make_is_reported_and_nothing_recorded() -> 
 
     store, repo, _ = make_store(Down(seed=1))
     store.send(RefundPayment("p1", "r1"))
-    store.receive(PaymentLoaded)
-    store.receive(GatewayAnswered)
+    store.receive(GatewayFailed)
     assert store.receive(PaymentCommandFailed).command == RefundPayment("p1", "r1")
     assert repo.events("p1") == []
     assert store.state.payments["p1"].writing == ()

@@ -82,12 +82,16 @@ class Listener:
     def __init__(self) -> None:
         self.outcomes: list[ReservationOutcome] = []
         self.refusals: list[StartRefused] = []
+        self.deliveries: list[DeliverySettled] = []
 
     def settled(self, outcome: ReservationOutcome) -> None:
         self.outcomes.append(outcome)
 
     def refused(self, refusal: StartRefused) -> None:
         self.refusals.append(refusal)
+
+    def delivered(self, settled: DeliverySettled) -> None:
+        self.deliveries.append(settled)
 
 
 class Harness:
@@ -117,7 +121,9 @@ class Harness:
         delivery = f"d{self.deliveries}"
         self.store.send(Deliver(event, delivery))
         self.store.skip_received_actions()
-        return DeliverySettled(delivery)
+        settled = [d for d in self.listener.deliveries if d.delivery_id == delivery]
+        assert len(settled) == 1, f"{delivery} settled {len(settled)} times"
+        return settled[0]
 
     def finish(self) -> None:
         """Exhaustive end: nothing left to receive and no timer or effect still running."""
@@ -411,10 +417,10 @@ def test_a_decision_that_loses_a_race_is_decided_again_on_the_stream_and_not_act
             reservation_id=RID, seats=(3, 4), amount_cents=1000, payment_id=RID, deadline=15.0
         ),
     )
-    h.store.send(Deliver(RESERVED, "d1"))
+    h.store.send(Deliver(RESERVED, "x1"))
     h.store.receive(SagaConflicted)
     h.store.receive(SagaLoaded)
-    assert h.store.receive(DeliverySettled) == DeliverySettled("d1")
+    assert h.listener.deliveries == [DeliverySettled("x1")]
     assert h.children.take() == []  # the other process sent the payment
     assert h.saga().status is ReservationStatus.PROCESSING_PAYMENT
     assert h.store.state.timers[RID] == (ReservationStatus.PROCESSING_PAYMENT, 15.0)
@@ -424,9 +430,9 @@ def test_a_delivery_whose_reaction_cannot_be_recorded_is_settled_as_failed_for_r
     h = Harness()
     h.started()
     h.repo.fail_appends = 1
-    h.store.send(Deliver(RESERVED, "d1"))
+    h.store.send(Deliver(RESERVED, "x1"))
     h.store.receive(SagaAppendFailed)
-    settled = h.store.receive(DeliverySettled)
+    (settled,) = h.listener.deliveries
     assert not settled.ok
     h.store.skip_received_actions()
     # Reloaded, nothing changed: the redelivery will find the saga as it was.
