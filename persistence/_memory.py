@@ -14,12 +14,14 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from zlib import crc32
 
 from pydantic import BaseModel
 
 from persistence._codec import Codec
 from persistence._common import (
     ANY_VERSION,
+    EMPTY_EXTRA,
     POSITION_FIELD,
     check_increment,
     check_partitions,
@@ -27,8 +29,10 @@ from persistence._common import (
     field_value,
     is_integer_text,
     metadata_for,
+    new_event_id,
 )
 from persistence._errors import ConcurrencyError, DuplicateEvent, InvalidProjectionUpdate
+from persistence._fast import fast_constructor
 from persistence._ports import (
     AppendResult,
     DeadLetter,
@@ -45,6 +49,13 @@ from persistence._ports import (
     partition_for,
 )
 from persistence._subscription import Delivery, RunningSubscription, default_consumer_name
+
+# The append path builds its values without the frozen dataclasses' per-field
+# object.__setattr__ (see persistence._fast): same objects, half the cost.
+_RECORDED = fast_constructor(RecordedEvent)
+_METADATA = fast_constructor(EventMetadata)
+_POSITION = fast_constructor(FeedPosition)
+_APPEND_RESULT = fast_constructor(AppendResult)
 
 __all__ = [
     "MemoryEventStore",
@@ -131,11 +142,18 @@ class MemoryEventStore:
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
     ) -> AppendResult:
         """See ``EventStore.append``."""
-        expected = expected_as_int(expected_version)
+        if type(expected_version) is int and expected_version >= 0:
+            expected = expected_version
+        else:
+            expected = expected_as_int(expected_version)
         type_of = self._codec.type_of
         types = [type_of(event) for event in events]
-        metas = metadata_for(events, metadata)
-        partition = partition_for(stream_id, self._partitions)
+        if metadata is None and events:
+            now = time.time()
+            metas = [_METADATA(new_event_id(), None, None, now, EMPTY_EXTRA) for _ in events]
+        else:
+            metas = metadata_for(events, metadata)
+        partition = crc32(stream_id.encode()) % self._partitions
         with self._lock:
             stream = self._streams.get(stream_id)
             version = len(stream) if stream is not None else 0
@@ -153,8 +171,8 @@ class MemoryEventStore:
                 zip(events, types, metas, strict=True)
             ):
                 key = feed.next_id()
-                position = FeedPosition(partition, f"{key[0]}-{key[1]}")
-                record = RecordedEvent(
+                position = _POSITION(partition, f"{key[0]}-{key[1]}")
+                record = _RECORDED(
                     stream_id, version + offset + 1, type_name, schema, event, meta, position
                 )
                 stream.append(record)
@@ -163,7 +181,7 @@ class MemoryEventStore:
                 positions.append(position)
             if self._groups:
                 self._appended.notify_all()
-            return AppendResult(stream_id, version + len(events), tuple(positions))
+            return _APPEND_RESULT(stream_id, version + len(events), tuple(positions))
 
     def _retried(
         self,

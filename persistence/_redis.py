@@ -722,6 +722,8 @@ class RedisEventStore:
         out: list[RecordedEvent] = []
         append = out.append
         version = after
+        last_at: bytes | None = None  # events of one append share their time:
+        recorded_at = 0.0  # parse it once per append, not once per event
         for entry in entries:
             version += 1
             fields = entry[1]
@@ -735,6 +737,8 @@ class RedisEventStore:
             try:
                 assert found is not None
                 event = found[0](data)
+                if at != last_at:
+                    last_at, recorded_at = at, float(at)
                 append(
                     recorded(
                         stream_id,
@@ -744,9 +748,9 @@ class RedisEventStore:
                         event,
                         metadata(
                             event_id.decode(),
-                            correlation.decode() or None,
-                            causation.decode() or None,
-                            float(at),
+                            correlation.decode() if correlation else None,
+                            causation.decode() if causation else None,
+                            recorded_at,
                             _extra(extra) if extra else EMPTY_EXTRA,
                         ),
                         position(partition, feed.decode()),
