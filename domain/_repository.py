@@ -85,6 +85,14 @@ class Repository(Protocol[K_contra, St]):
         """
         ...
 
+    def version(self, key: K_contra) -> int:
+        """The stream's current version (0 when it is empty).
+
+        Raises:
+            PersistenceError: the backend failed.
+        """
+        ...
+
     def save_snapshot(self, key: K_contra, version: int, data: bytes) -> None:
         """Keep ``data`` as the aggregate's state at ``version`` (no-op without snapshots)."""
         ...
@@ -153,6 +161,9 @@ class EventSourcedRepository(Generic[K, St]):
             return self.events.append(stream_id, events, expected_version).version
         except ConcurrencyError as error:
             raise VersionConflict(stream_id, error.expected, error.actual) from None
+
+    def version(self, key: K) -> int:
+        return self.events.stream_version(self.stream_of(key))
 
     def save_snapshot(self, key: K, version: int, data: bytes) -> None:
         if self._snapshots is not None:

@@ -504,8 +504,16 @@ def _drain(
         step.decide(action)
     slot.state = step.saga
     outgoing = tuple(step.outgoing)
-    if not step.events:
-        return _act(env, rid, outgoing) + _timer(state, rid, slot.state, env)
+    saga = slot.state
+    if not step.events and not (
+        saga is not None
+        and not saga.status.terminal
+        and any(isinstance(action, Deliver) for action in batch)
+    ):
+        return _act(env, rid, outgoing) + _timer(state, rid, saga, env)
+    # Deliveries that changed nothing are only acknowledged once the saga is known to
+    # be current: another process may have moved it on, and an event ignored by a
+    # stale saga would be lost to it. The check costs a read, on a rare path.
     slot.writing = batch
     slot.replies = outgoing
     return [_record(env, rid, tuple(step.events), slot.version, outgoing)]
@@ -589,12 +597,21 @@ def _record(
     outgoing: Sequence[Outgoing],
 ) -> Effect[SagaAction]:
     """Append the batch's events; once they are recorded (and only then) carry out
-    what the batch decided: one effect, so that a reservation costs few hops."""
+    what the batch decided: one effect, so that a reservation costs few hops.
+
+    With no events, check that the stream is still at ``expected_version`` instead:
+    what was decided holds only for the state it was decided on.
+    """
     repository, children, listener = env.repository, env.children, env.listener
 
     def record() -> SagaAction:
         try:
-            version = repository.append(rid, events, expected_version)
+            if events:
+                version = repository.append(rid, events, expected_version)
+            else:
+                version = repository.version(rid)
+                if version != expected_version:
+                    raise VersionConflict(rid, expected_version, version)
         except VersionConflict as conflict:
             return SagaConflicted(rid, str(conflict))
         except Exception as error:

@@ -303,6 +303,8 @@ class TicketingSystem:
         self._stopped = False
         self._stop_lock = threading.Lock()
         self._catalog: dict[str, EventCreated] = {}
+        self.resumed_at_start = 0
+        """How many unfinished reservations ``start`` found and resumed."""
         self._waiters = _Waiters()
         self._deliveries = itertools.count(1)
         events = persistence.events
@@ -382,7 +384,7 @@ class TicketingSystem:
                         retry_delay=0.1,
                     )
                 )
-            self.recover()
+            self.resumed_at_start = self.recover()
         except BaseException:
             self.stop()
             raise
@@ -472,7 +474,10 @@ class TicketingSystem:
             if self._stopped:
                 return
             self._stopped = True
-        for subscription in getattr(self, "_subscriptions", []):
+        subscriptions = getattr(self, "_subscriptions", [])
+        for subscription in subscriptions:
+            subscription.stop(0)  # tell them all first: each may be blocked in a read
+        for subscription in subscriptions:
             subscription.stop(timeout)
         for store in (self._saga, self._payments, self._inventory):
             try:
@@ -619,7 +624,7 @@ class TicketingSystem:
 
     def _wait(self, rid: str, waiter: _Waiter, timeout: float) -> ReservationOutcome:
         deadline = time.monotonic() + timeout
-        slice_ = 0.5
+        slice_ = 0.1
         while True:
             left = deadline - time.monotonic()
             if waiter.event.wait(max(0.0, min(slice_, left))):

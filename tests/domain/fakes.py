@@ -65,6 +65,9 @@ class StreamRepository(Generic[K, St]):
         stream.extend(events)
         return len(stream)
 
+    def version(self, key: K) -> int:
+        return len(self.streams.get(key, []))
+
     def save_snapshot(self, key: K, version: int, data: bytes) -> None:
         self.snapshots[key] = (version, data)
 

@@ -420,10 +420,31 @@ def test_a_decision_that_loses_a_race_is_decided_again_on_the_stream_and_not_act
     h.store.send(Deliver(RESERVED, "x1"))
     h.store.receive(SagaConflicted)
     h.store.receive(SagaLoaded)
+    h.store.receive(SagaAppended(RID, 2))  # nothing to record: the version was checked
     assert h.listener.deliveries == [DeliverySettled("x1")]
     assert h.children.take() == []  # the other process sent the payment
     assert h.saga().status is ReservationStatus.PROCESSING_PAYMENT
     assert h.store.state.timers[RID] == (ReservationStatus.PROCESSING_PAYMENT, 15.0)
+
+
+def test_an_event_a_stale_saga_would_ignore_is_decided_again_once_the_saga_is_current() -> None:
+    h = Harness()
+    h.started()
+    h.children.take()
+    # Another process handled SeatsReserved and recorded it; this store did not see it.
+    h.repo.write(
+        RID,
+        ReservationSeatsHeld(
+            reservation_id=RID, seats=(3, 4), amount_cents=1000, payment_id=RID, deadline=15.0
+        ),
+    )
+    # The payment's success arrives here. On the stale state (reserving seats) it means
+    # nothing; acknowledging it as such would lose it for the saga.
+    settled = h.deliver(PAID)
+    assert settled.ok
+    assert h.saga().status is ReservationStatus.CONFIRMING
+    assert h.children.take() == [ConfirmReservation(RID, "gig", "A")]
+    assert isinstance(h.events()[-1], ReservationPaid)
 
 
 def test_a_delivery_whose_reaction_cannot_be_recorded_is_settled_as_failed_for_redelivery() -> None:
