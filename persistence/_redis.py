@@ -5,12 +5,15 @@ Layout (``docs/redis-layout.md``): each aggregate is a stream whose entry ids ar
 Lua script (``APPEND``) that checks the expected version and idempotency by event id
 before its first write.
 
-Group commit: appends issued concurrently share round trips. The first caller to
-find the writer idle becomes the leader and sends its own append at once (a lone
-append never waits for company); callers arriving while it waits for Redis queue
-up, and when the leader is done the first of them leads the next round trip,
-pipelining everything queued (each append still its own EVALSHA with its own
-result). No timer, no sleeping: the batch is whatever queued during one round trip.
+Group commit (``_GroupCommit``): appends issued concurrently share round trips. The
+first caller to find the writer idle sends its own append at once (a lone append
+never waits for company); callers arriving while a batch is in flight queue up, and
+everything queued goes out in one pipeline as soon as that batch's replies are in
+(each append still its own EVALSHA with its own result or conflict). No timer, no
+sleeping: a batch is whatever queued during one round trip.
+
+Reads skip redis-py's reply callbacks (which build a dict per stream entry) and
+decode entries in one tight loop; see ``read`` and ``_stream_entries``.
 """
 
 from __future__ import annotations

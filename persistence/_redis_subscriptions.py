@@ -2,9 +2,10 @@
 
 One thread per subscription reads all partition feeds with one blocking XREADGROUP
 (a short block, so ``stop()`` is prompt), acknowledges with XACK after the handler
-returned, claims entries idle on dead consumers with XAUTOCLAIM and moves entries
-that keep failing to the group's dead-letter stream of their partition, in one
-script with the acknowledgement. Delivery counts are Redis' own (XPENDING), so they
+returned (one XACK per partition for the events of a read batch), claims entries
+idle on dead consumers with XAUTOCLAIM, and moves entries that keep failing to the
+group's dead-letter stream of their partition, in one script with the
+acknowledgement. Delivery counts are Redis' own (XPENDING), so they
 survive consumer restarts. The loop itself is ``persistence._subscription``.
 """
 

@@ -33,7 +33,9 @@ READ_BLOCK = 0.1
 """Seconds a read waits for new entries: the most ``stop()`` waits for an idle loop."""
 
 ACK_BATCH = 64
-"""Acknowledgements are sent together, at the latest after this many or each batch."""
+"""Acknowledgements are sent together: after each read batch, after this many, or
+after ``claim_idle / 4`` seconds (so that no other consumer claims an entry this one
+has handled but not yet acknowledged), whichever comes first."""
 
 
 @dataclass(slots=True)
@@ -118,6 +120,8 @@ class RunningSubscription:
         self._stopping = threading.Event()
         self._error: BaseException | None = None
         self._unacked: list[Delivery] = []
+        self._unacked_since = 0.0
+        self._ack_within = claim_idle / 4
         # The group exists before subscribe() returns: "start now" means now.
         backend.ensure_group()
         self._thread = threading.Thread(
@@ -236,8 +240,14 @@ class RunningSubscription:
                 self._flush_acks()
                 current = self._backend.redeliver(current)
             else:
+                now = time.monotonic()
+                if not self._unacked:
+                    self._unacked_since = now
                 self._unacked.append(current)
-                if len(self._unacked) >= ACK_BATCH:
+                if (
+                    len(self._unacked) >= ACK_BATCH
+                    or now - self._unacked_since >= self._ack_within
+                ):
                     self._flush_acks()
                 return
 
