@@ -24,12 +24,16 @@ __all__ = ["TEST_CARDS", "Charge", "DemoGateway", "PaymentGateway", "Refund"]
 
 @dataclass(frozen=True, slots=True)
 class Charge:
+    """A charge the gateway made (or had made before, under the same key)."""
+
     charge_id: str
     amount_cents: int
 
 
 @dataclass(frozen=True, slots=True)
 class Refund:
+    """What a refund returned: ``refunded_cents`` is 0 when nothing had been charged."""
+
     refund_id: str
     refunded_cents: int
 
