@@ -136,9 +136,7 @@ def run_demo(config: DemoConfig, advance: Callable[[int], None] = lambda n: None
     events = [f"e{n + 1}" for n in range(config.events)]
     sections = [chr(ord("A") + n) if n < 26 else f"S{n}" for n in range(config.sections)]
     for event_id in events:
-        system.create_event(
-            event_id, dict.fromkeys(sections, config.capacity), config.price_cents
-        )
+        system.create_event(event_id, dict.fromkeys(sections, config.capacity), config.price_cents)
     customers = [
         (
             f"{run}_{n}",

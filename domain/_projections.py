@@ -9,30 +9,38 @@ Both are hashes in a ``ProjectionStore``, updated by a subscription (the
 
 Each hash records the version of its stream it reflects (``_position``), so a
 replayed event changes nothing. Events may arrive out of order (several consumers
-share the group, a failed delivery is retried later); so availability, kept by
-increments, applies a stream's events strictly in version order: an event that
-arrives ahead of the hash's position catches up from the event store first. A
-reservation's hash is written whole from the fold of its (short) stream, which is
-right whatever order the events come in.
+share the group, a failed delivery is retried later), and each update only makes
+sense after the ones before it (availability is kept by increments); so the
+projector applies a stream's events strictly in version order: an event that arrives
+ahead of the hash's position catches up from the event store first, and one at or
+below it is skipped.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from domain._events import (
     DomainEvent,
+    ReservationCancelled,
+    ReservationCompensating,
+    ReservationCompleted,
+    ReservationPaid,
+    ReservationPaymentSettled,
+    ReservationRejected,
+    ReservationSeatsHeld,
+    ReservationStarted,
     SeatsConfirmed,
     SeatsReleased,
     SeatsReserved,
     SectionInitialized,
-    inventory_stream,
-    reservation_stream,
 )
 from domain._outcome import Availability, ReservationOutcome, ReservationStatus
-from domain._saga import Saga, evolve_saga
+from domain._saga import Saga
 from persistence import EventStore, ProjectionStore, RecordedEvent
+
+S = ReservationStatus
 
 __all__ = [
     "Projector",
@@ -41,6 +49,7 @@ __all__ = [
     "outcome_from",
     "reservation_fields",
     "reservation_key",
+    "reservation_update",
 ]
 
 
@@ -125,11 +134,49 @@ def outcome_from(reservation_id: str, fields: Mapping[str, str]) -> ReservationO
     )
 
 
+def reservation_update(event: DomainEvent) -> dict[str, str | int]:
+    """The reservation hash's fields one saga event sets (as ``evolve_saga`` does)."""
+    if isinstance(event, ReservationStarted):
+        return {
+            "status": ReservationStatus.RESERVING_SEATS.value,
+            "customer_id": event.customer_id,
+            "event_id": event.event_id,
+            "section": event.section,
+            "quantity": event.quantity,
+            "seats": "",
+            "amount_cents": 0,
+            "reason": "",
+            "detail": "",
+            "refunded_cents": 0,
+        }
+    if isinstance(event, ReservationSeatsHeld):
+        return {
+            "status": ReservationStatus.PROCESSING_PAYMENT.value,
+            "seats": ",".join(str(seat) for seat in event.seats),
+            "amount_cents": event.amount_cents,
+        }
+    if isinstance(event, ReservationPaid):
+        return {"status": ReservationStatus.CONFIRMING.value}
+    if isinstance(event, ReservationCompleted):
+        return {"status": ReservationStatus.COMPLETED.value}
+    if isinstance(event, ReservationRejected | ReservationCompensating):
+        status = S.REJECTED if isinstance(event, ReservationRejected) else S.COMPENSATING
+        return {"status": status.value, "reason": event.reason, "detail": event.detail}
+    if isinstance(event, ReservationPaymentSettled):
+        return {"refunded_cents": event.refunded_cents}
+    if isinstance(event, ReservationCancelled):
+        return {"status": event.reason}
+    return {}  # ReservationSeatsReturned: nothing shown changes
+
+
+_FINAL = (ReservationCompleted, ReservationRejected, ReservationCancelled)
+
+
 class Projector:
     """The projections' subscription handler (thread-safe; several consumers share it).
 
     Args:
-        events: where a section's missing events are read from when catching up.
+        events: where a stream's missing events are read from when catching up.
         projections: the store of the hashes.
     """
 
@@ -144,15 +191,24 @@ class Projector:
     def __call__(self, recorded: RecordedEvent) -> None:
         """Handle one event from the feed (events of other streams are ignored)."""
         stream_id = recorded.stream_id
-        if stream_id.startswith("inventory-"):
-            self._availability(recorded)
-        elif stream_id.startswith("reservation-"):
-            self._reservation(recorded)
-
-    def _availability(self, recorded: RecordedEvent) -> None:
         event = recorded.event
-        event_id, section = event.event_id, event.section  # type: ignore[attr-defined]
-        key = availability_key(event_id, section)
+        if stream_id.startswith("inventory-"):
+            key = availability_key(event.event_id, event.section)  # type: ignore[attr-defined]
+            self._in_order(key, recorded, _availability_fields)
+        elif stream_id.startswith("reservation-"):
+            key = reservation_key(event.reservation_id)  # type: ignore[attr-defined]
+            self._in_order(key, recorded, _reservation_fields)
+            if isinstance(event, _FINAL):
+                with self._lock:
+                    self._applied.pop(key, None)  # nothing more is coming for it
+
+    def _in_order(
+        self,
+        key: str,
+        recorded: RecordedEvent,
+        update: Callable[[DomainEvent], tuple[dict[str, str | int], dict[str, int]]],
+    ) -> None:
+        """Apply ``recorded`` after every earlier event of its stream, each once."""
         with self._lock:
             known = self._applied.get(key)
         if known is None:
@@ -161,26 +217,22 @@ class Projector:
             return
         if recorded.version == known + 1:
             todo = [recorded]
-        else:
-            stream_id = inventory_stream(event_id, section)
-            todo = self.events.read(stream_id, from_version=known, to_version=recorded.version)
+        else:  # events ahead of this one were not applied yet: catch up from the store
+            todo = self.events.read(
+                recorded.stream_id, from_version=known, to_version=recorded.version
+            )
         for item in todo:
-            set_fields, increments = availability_update(item.event)  # type: ignore[arg-type]
+            set_fields, increments = update(item.event)  # type: ignore[arg-type]
             self.projections.apply(key, item.version, set_fields, increments)
         with self._lock:
             if len(self._applied) > 100_000:
                 self._applied.clear()
             self._applied[key] = max(recorded.version, self._applied.get(key, 0))
 
-    def _reservation(self, recorded: RecordedEvent) -> None:
-        event = recorded.event
-        rid: str = event.reservation_id  # type: ignore[attr-defined]
-        key = reservation_key(rid)
-        # No position check first: ``apply`` refuses a version already applied, and a
-        # duplicate is rare enough that reading the short stream for it costs nothing.
-        saga: Saga | None = None
-        stream = self.events.read(reservation_stream(rid), to_version=recorded.version)
-        for item in stream:
-            saga = evolve_saga(saga, item.event)  # type: ignore[arg-type]
-        if saga is not None:
-            self.projections.apply(key, recorded.version, reservation_fields(saga))
+
+def _availability_fields(event: DomainEvent) -> tuple[dict[str, str | int], dict[str, int]]:
+    return availability_update(event)
+
+
+def _reservation_fields(event: DomainEvent) -> tuple[dict[str, str | int], dict[str, int]]:
+    return reservation_update(event), {}

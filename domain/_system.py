@@ -402,7 +402,7 @@ class TicketingSystem:
         inventory: InventorySettings | None = None,
         payment: PaymentSettings | None = None,
         saga: SagaSettings | None = None,
-        saga_consumers: int = 4,
+        saga_consumers: int = 8,
         projection_consumers: int = 2,
         payment_workers: int = 32,
         claim_idle: float = 5.0,
@@ -624,7 +624,9 @@ class TicketingSystem:
 
     def _wait(self, rid: str, waiter: _Waiter, timeout: float) -> ReservationOutcome:
         deadline = time.monotonic() + timeout
-        slice_ = 0.1
+        # The local saga store tells the waiter; the polls below are for a saga that
+        # another system on the backend finished (rare): backed off, cheap when idle.
+        slice_ = 1.0
         while True:
             left = deadline - time.monotonic()
             if waiter.event.wait(max(0.0, min(slice_, left))):

@@ -317,3 +317,52 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
         return condition()
     finally:
         deadline.cancel()
+
+
+@pytest.mark.slow
+def test_gateway_faults_declines_timeouts_and_a_restart_together_keep_every_invariant(
+    start: StartSystem,
+) -> None:
+    gateway = DemoGateway(latency=(0.0, 0.03), error_rate=0.05, timeout_rate=0.05, seed=5)
+    settings = SagaSettings(seats_timeout=5.0, payment_timeout=0.02, retry_interval=0.2)
+    first = start(node="box", gateway=gateway, saga=settings)
+    first.create_event("gig", sections={"A": 40, "B": 40, "C": 40}, price_cents=700)
+    rnd = random.Random(23)
+    requests = [
+        (f"r{n}", rnd.choice("ABC"), rnd.randint(1, 4), rnd.random() < 0.15) for n in range(400)
+    ]
+    current = [first]
+    restarted = threading.Event()
+    answered = threading.Semaphore(0)
+
+    def reserve(request: tuple[str, str, int, bool]) -> ReservationOutcome:
+        rid, section, quantity, declined = request
+        card = DECLINED_CARD if declined else "4242424242424242"
+        while True:
+            system = current[0]
+            try:
+                outcome = system.reserve(
+                    "c", "gig", section, quantity, card, reservation_id=rid, timeout=60
+                )
+            except SystemStopped:
+                assert restarted.wait(60)
+                continue
+            answered.release()
+            return outcome
+
+    with ThreadPoolExecutor(32) as pool:
+        futures = [pool.submit(reserve, request) for request in requests]
+        for _ in range(200):
+            answered.acquire()
+        first.stop()
+        current[0] = start(node="box", gateway=gateway, saga=settings)
+        restarted.set()
+        outcomes = [future.result() for future in futures]
+    statuses = {o.status for o in outcomes}
+    assert {ReservationStatus.COMPLETED, ReservationStatus.PAYMENT_DECLINED} <= statuses
+    assert ReservationStatus.PAYMENT_FAILED in statuses or ReservationStatus.TIMED_OUT in statuses
+    report = current[0].verify(timeout=60)
+    assert report.ok, report
+    # The money, as the gateway sees it: kept for completed reservations only.
+    for outcome in outcomes:
+        assert gateway.net_charged(outcome.reservation_id) == outcome.amount_cents, outcome
