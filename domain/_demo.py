@@ -25,7 +25,7 @@ from domain._errors import ReservationTimeout, SystemStopped, TicketingError
 from domain._gateway import DemoGateway
 from domain._outcome import ReservationStatus
 from domain._system import DEFAULT_CARD, TicketingSystem
-from domain._verify import InvariantReport
+from domain._verify import Check, InvariantReport
 
 __all__ = ["DemoConfig", "DemoResult", "render", "render_report", "run_demo", "summary_json"]
 
@@ -149,6 +149,7 @@ def run_demo(config: DemoConfig, advance: Callable[[int], None] = lambda n: None
         for n in range(config.customers)
     ]
     outcomes: Counter[str] = Counter()
+    kept: dict[str, int] = {}  # reservation id -> cents the customer should have paid
     errors: Counter[str] = Counter()
     latencies: list[float] = []
     lock = threading.Lock()
@@ -169,6 +170,7 @@ def run_demo(config: DemoConfig, advance: Callable[[int], None] = lambda n: None
                     timeout=config.timeout, reservation_id=rid,
                 )  # fmt: skip
                 status = outcome.status.value
+                kept[rid] = outcome.amount_cents
             except SystemStopped:
                 with lock:
                     interrupted += 1
@@ -215,6 +217,7 @@ def run_demo(config: DemoConfig, advance: Callable[[int], None] = lambda n: None
         report = system.verify(timeout=config.timeout)
     finally:
         system.stop()
+    report = _with_ledger(report, gateway, kept)
     return DemoResult(
         config=config,
         backend="memory" if config.redis_url is None else _redact(config.redis_url),
@@ -227,6 +230,25 @@ def run_demo(config: DemoConfig, advance: Callable[[int], None] = lambda n: None
         restarted=restarted,
         resumed=resumed,
         interrupted=interrupted,
+    )
+
+
+LEDGER = "the gateway kept money for completed reservations only"
+
+
+def _with_ledger(
+    report: InvariantReport, gateway: DemoGateway, kept: dict[str, int]
+) -> InvariantReport:
+    """The report, plus a check of the money as the gateway (outside the system) saw it."""
+    charged = gateway.charges()
+    wrong = [
+        f"{rid}: kept {charged.get(rid, 0)}, expected {cents}"
+        for rid, cents in kept.items()
+        if charged.get(rid, 0) != cents
+    ]
+    detail = "; ".join(wrong[:5]) + (f" (+{len(wrong) - 5} more)" if len(wrong) > 5 else "")
+    return InvariantReport(
+        (*report.checks, Check(LEDGER, not wrong, detail)), report.sections, report.reservations
     )
 
 

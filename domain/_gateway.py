@@ -58,6 +58,8 @@ class PaymentGateway(Protocol):
     def refund(self, idempotency_key: str) -> Refund:
         """Return what was charged under the key (0 when nothing was) and close the key.
 
+        A repeat answers like the first refund (it returns nothing more).
+
         Raises:
             GatewayUnavailable, GatewayTimeout: try again later.
         """
@@ -119,7 +121,7 @@ class DemoGateway:
         self._lock = threading.Lock()
         self._charges: dict[str, _Ledger] = {}
         self._declined: dict[str, str] = {}
-        self._closed: set[str] = set()
+        self._refunds: dict[str, Refund] = {}
         self.calls = 0
 
     def tokenize(self, card_number: str) -> str:
@@ -136,7 +138,7 @@ class DemoGateway:
                 return Charge(done.charge_id, done.amount_cents)
             if idempotency_key in self._declined:
                 raise CardDeclined(self._declined[idempotency_key])
-            if idempotency_key in self._closed:
+            if idempotency_key in self._refunds:
                 raise CardDeclined("the payment was cancelled")
             if self._random.random() < self.error_rate:
                 raise GatewayUnavailable("the gateway failed to process the charge")
@@ -161,12 +163,14 @@ class DemoGateway:
         self._wait()
         with self._lock:
             self.calls += 1
-            self._closed.add(idempotency_key)
-            charge = self._charges.get(idempotency_key)
-            if charge is None or charge.refunded:
-                return Refund(f"re_{idempotency_key}", 0)
-            charge.refunded = True
-            return Refund(f"re_{idempotency_key}", charge.amount_cents)
+            done = self._refunds.get(idempotency_key)
+            if done is None:
+                charge = self._charges.get(idempotency_key)
+                amount = 0 if charge is None else charge.amount_cents
+                if charge is not None:
+                    charge.refunded = True
+                done = self._refunds[idempotency_key] = Refund(f"re_{idempotency_key}", amount)
+            return done
 
     def net_charged(self, idempotency_key: str) -> int:
         """Cents kept for the key: charged and not refunded."""

@@ -129,6 +129,21 @@ PaymentCommand = ProcessPayment | RefundPayment
 
 
 @dataclass(frozen=True, slots=True)
+class ReconcileCharge:
+    """Internal: this store's charge went through, but recording it conflicted. Once
+    reloaded, the stream must account for the charge; if it records another outcome
+    (a failure recorded by an earlier attempt, or by another process racing this
+    one), the charge is refunded. So a charge made here is always recorded or returned.
+    """
+
+    payment_id: str
+    reservation_id: str
+
+
+PaymentWork = PaymentCommand | ReconcileCharge
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentLoaded:
     payment_id: str
     loaded: Loaded[PaymentState]
@@ -159,8 +174,11 @@ class GatewayFailed:
 
 @dataclass(frozen=True, slots=True)
 class PaymentConflicted:
+    """The append lost a race. ``charged``: the gateway may hold a charge of ours."""
+
     payment_id: str
     detail: str
+    charged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +192,7 @@ class PaymentCommandDone:
     """The command is done: the payment is now ``status``; ``events`` were recorded
     for it (none when it had been done before)."""
 
-    command: PaymentCommand
+    command: PaymentWork
     status: PaymentStatus
     events: tuple[DomainEvent, ...] = ()
 
@@ -183,12 +201,13 @@ class PaymentCommandDone:
 class PaymentCommandFailed:
     """The command could not be carried out now (backend or gateway down)."""
 
-    command: PaymentCommand
+    command: PaymentWork
     reason: str
 
 
 PaymentAction = (
     PaymentCommand
+    | ReconcileCharge
     | PaymentLoaded
     | PaymentLoadFailed
     | PaymentRecorded
@@ -204,7 +223,7 @@ PaymentAction = (
 class PaymentsState:
     """The payments this store has loaded."""
 
-    payments: dict[str, Slot[PaymentState, PaymentCommand]] = field(default_factory=dict)
+    payments: dict[str, Slot[PaymentState, PaymentWork]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +232,14 @@ class PaymentSettings:
     max_payments: loaded payments kept at most (least recently used go first).
     payment_ttl: seconds after which an unused payment is dropped.
     max_attempts: conflicting appends before a command fails.
+    reconcile_retry: seconds before refunding an unrecorded charge is tried again,
+        when the gateway failed to refund it.
     """
 
     max_payments: int = 1024
     payment_ttl: float = 60.0
     max_attempts: int = 5
+    reconcile_retry: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +257,7 @@ def reduce_payments(
     state: PaymentsState, action: PaymentAction, env: PaymentEnvironment
 ) -> Sequence[Effect[PaymentAction]]:
     """The payment store's reducer (see the module docstring)."""
-    if isinstance(action, ProcessPayment | RefundPayment):
+    if isinstance(action, ProcessPayment | RefundPayment | ReconcileCharge):
         return _submit(state, action, env)
     if isinstance(action, PaymentLoaded):
         slot = state.payments.get(action.payment_id)
@@ -274,21 +296,25 @@ def reduce_payments(
         (command,) = slot.writing
         slot.writing = ()
         failed: Effect[PaymentAction] = Effect.send(PaymentCommandFailed(command, action.reason))
-        return [failed, *_next(action.payment_id, slot, env)]
+        effects: Effects = [failed]
+        if isinstance(command, ReconcileCharge):
+            # Nobody else knows of this charge: keep trying to return it.
+            effects.append(Effect.delay(env.settings.reconcile_retry, command))
+        return [*effects, *_next(action.payment_id, slot, env)]
     if isinstance(action, PaymentConflicted):
         return _conflicted(state, action, env)
     if isinstance(action, PaymentAppendFailed):
         slot = state.payments.get(action.payment_id)
         if slot is None or not slot.writing:
             return []
-        effects: Effects = [
-            Effect.send(PaymentCommandFailed(command, action.reason)) for command in slot.writing
+        failures: Effects = [
+            Effect.send(PaymentCommandFailed(work, action.reason)) for work in slot.writing
         ]
-        return effects + _reload(state, action.payment_id, slot, env)
+        return failures + _reload(state, action.payment_id, slot, env)
     return []  # replies: reduced only so that waiters see them
 
 
-def _submit(state: PaymentsState, command: PaymentCommand, env: PaymentEnvironment) -> Effects:
+def _submit(state: PaymentsState, command: PaymentWork, env: PaymentEnvironment) -> Effects:
     settings = env.settings
     now = env.clock.now()
     payments = state.payments
@@ -314,7 +340,7 @@ def _load(payment_id: str, env: PaymentEnvironment) -> Effect[PaymentAction]:
 
 
 def _next(
-    payment_id: str, slot: Slot[PaymentState, PaymentCommand], env: PaymentEnvironment
+    payment_id: str, slot: Slot[PaymentState, PaymentWork], env: PaymentEnvironment
 ) -> Effects:
     """Start the next waiting command, or answer those that need no gateway call."""
     effects: Effects = []
@@ -328,6 +354,13 @@ def _next(
                 effects.append(_charge(env, command, slot.version))
             else:
                 effects.append(Effect.send(PaymentCommandDone(command, payment.status)))
+        elif isinstance(command, ReconcileCharge):
+            if payment.status in ("succeeded", "refunded"):
+                continue  # the stream accounts for the charge (or its refund closed it)
+            # Recorded as declined or failed (or nothing): return what we took.
+            slot.writing = (command,)
+            refund = RefundPayment(command.payment_id, command.reservation_id)
+            effects.append(_refund(env, refund, slot.version))
         elif payment.status in ("new", "succeeded") or (
             payment.status == "failed" and payment.uncertain
         ):
@@ -345,25 +378,30 @@ def _conflicted(
     slot = state.payments.get(action.payment_id)
     if slot is None or not slot.writing:
         return []
+    (command,) = slot.writing
     slot.attempts += 1
+    effects: Effects = []
     if slot.attempts >= env.settings.max_attempts:
         detail = f"{slot.attempts} conflicting appends in a row ({action.detail})"
-        effects: Effects = [
-            Effect.send(PaymentCommandFailed(command, detail)) for command in slot.writing
-        ]
+        effects.append(Effect.send(PaymentCommandFailed(command, detail)))
         slot.attempts = 0
     else:
         # Run the command again on the fresh state: the gateway answers a repeated
         # charge from its idempotency key, so nothing is charged twice.
-        slot.waiting.extendleft(reversed(slot.writing))
-        effects = []
+        slot.waiting.appendleft(command)
+    if action.charged and not isinstance(command, ReconcileCharge):
+        slot.waiting.appendleft(ReconcileCharge(action.payment_id, _reservation_of(command)))
     return effects + _reload(state, action.payment_id, slot, env)
+
+
+def _reservation_of(command: PaymentWork) -> str:
+    return command.reservation_id
 
 
 def _reload(
     state: PaymentsState,
     payment_id: str,
-    slot: Slot[PaymentState, PaymentCommand],
+    slot: Slot[PaymentState, PaymentWork],
     env: PaymentEnvironment,
 ) -> Effects:
     slot.writing = ()
@@ -382,7 +420,10 @@ def _record(
     try:
         version = repository.append(pid, (event,), expected)
     except VersionConflict as conflict:
-        return PaymentConflicted(pid, str(conflict))
+        charged = isinstance(event, PaymentSucceeded) or (
+            isinstance(event, PaymentFailed) and event.uncertain
+        )
+        return PaymentConflicted(pid, str(conflict), charged)
     except Exception as error:
         log.warning(
             "payment %s: recording %s failed: %s", pid, type(event).__name__, describe(error)

@@ -386,6 +386,7 @@ class TicketingSystem:
                 )
             self.resumed_at_start = self.recover()
         except BaseException:
+            self._owns_persistence = False  # start() closes it
             self.stop()
             raise
 

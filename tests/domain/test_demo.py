@@ -34,7 +34,7 @@ def test_the_demo_runs_in_memory_and_reports_every_invariant_holding() -> None:
     assert summary["ok"] is True
     assert sum(summary["reservations"].values()) == 80
     assert summary["reservations"].get("payment_declined", 0) > 0
-    assert [i["ok"] for i in summary["invariants"]] == [True] * 5
+    assert [i["ok"] for i in summary["invariants"]] == [True] * 6
     for section in summary["sections"]:
         assert section["sold"] + section["reserved"] + section["available"] == 20
     assert set(summary["latency_ms"]) == {"p50", "p95", "p99", "max"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from actors import ManualClock
@@ -182,3 +184,60 @@ def test_the_demo_gateway_follows_the_public_test_cards() -> None:
         gateway.charge("d", gateway.tokenize("4000000000000119"), 500)
     assert gateway.charge("a", gateway.tokenize("4242424242424242"), 500).charge_id == "ch_a"
     assert gateway.charges() == {"a": 500}
+
+
+def test_a_refund_repeated_after_a_conflict_records_the_amount_refunded_the_first_time() -> None:
+    store, repo, gateway = make_store()
+    gateway.charge("p1", OK, 1000)
+    repo.write("p1", succeeded())  # this store has not loaded it: presumed new
+    store.send(RefundPayment("p1", "r1"))
+    store.skip_received_actions()
+    assert repo.events("p1")[-1] == PaymentRefunded(
+        payment_id="p1", reservation_id="r1", refunded_cents=1000, refund_id="re_p1"
+    )
+    assert gateway.net_charged("p1") == 0
+
+
+def test_a_charge_that_loses_to_a_recorded_failure_is_refunded_not_kept() -> None:
+    store, repo, gateway = make_store()
+    # An earlier attempt (another process, before a restart) failed for sure and
+    # recorded it; the gateway holds nothing for the key, so a new charge goes through.
+    repo.write(
+        "p1",
+        PaymentFailed(
+            payment_id="p1", reservation_id="r1", amount_cents=1000, reason="down", uncertain=False
+        ),
+    )
+    store.send(charge_of())  # not loaded here: presumed new
+    store.skip_received_actions()
+    assert repo.events("p1")[-1] == PaymentRefunded(
+        payment_id="p1", reservation_id="r1", refunded_cents=1000, refund_id="re_p1"
+    )
+    assert gateway.net_charged("p1") == 0
+    store.send(charge_of())
+    assert store.receive(PaymentCommandDone).status == "refunded"
+
+
+def test_an_unrecorded_charge_whose_refund_fails_is_refunded_later() -> None:
+    class FlakyRefunds(DemoGateway):
+        failures = 1
+
+        def refund(self, idempotency_key: str) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise GatewayUnavailable("down")
+            return super().refund(idempotency_key)
+
+    store, repo, gateway = make_store(FlakyRefunds(seed=1))
+    repo.write(
+        "p1",
+        PaymentDeclined(payment_id="p1", reservation_id="r1", amount_cents=1000, reason="x"),
+    )
+    gateway.charge("p1", OK, 1000)  # charged by a racing process that then lost
+    store.send(charge_of())
+    store.skip_received_actions()
+    assert gateway.net_charged("p1") == 1000  # the refund failed...
+    store.advance(1.0)
+    store.skip_received_actions()
+    assert gateway.net_charged("p1") == 0  # ...and was tried again
+    assert isinstance(repo.events("p1")[-1], PaymentRefunded)
