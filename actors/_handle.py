@@ -9,6 +9,7 @@ and wait, so a handle nobody waits on costs one small object and no lock.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from actors._errors import Timeout
@@ -22,7 +23,7 @@ _LOCK = threading.Lock()
 class EffectHandle:
     """The cascade of one sent action: wait on it, or ignore it (the common case)."""
 
-    __slots__ = ("_action", "_done", "_error", "_event", "_pending")
+    __slots__ = ("_action", "_done", "_error", "_event", "_on_done", "_pending")
 
     def __init__(self, action: Any = None) -> None:
         self._action = action  # the action to reduce, until the store has reduced it
@@ -30,6 +31,7 @@ class EffectHandle:
         self._error: BaseException | None = None
         self._done = False
         self._event: threading.Event | None = None
+        self._on_done: Callable[[EffectHandle], None] | None = None
 
     @property
     def done(self) -> bool:
@@ -91,6 +93,8 @@ class EffectHandle:
             event = self._event
         if event is not None:
             event.set()
+        if self._on_done is not None:
+            self._on_done(self)
 
     def _complete(self) -> None:
         with _LOCK:
@@ -100,3 +104,5 @@ class EffectHandle:
             event = self._event
         if event is not None:
             event.set()
+        if self._on_done is not None:
+            self._on_done(self)

@@ -22,6 +22,7 @@ import pykka
 
 from actors._clock import Clock, shared_system_clock
 from actors._errors import (
+    ActorsError,
     EffectFailed,
     MailboxFull,
     ReducerFailed,
@@ -584,8 +585,16 @@ class StoreRef(Generic[S, A]):
         """
         if not self._status.accepting:
             raise StoreStopped(self.name)
+        self._refuse_own_thread("send_and_wait_for()")
         handle = EffectHandle(action)
         waiter = _Waiter(predicate)
+
+        def cascade_done(done: EffectHandle) -> None:
+            # A cascade that failed ends the wait: its match would never come.
+            if done._error is not None and waiter.active:
+                waiter.resolve(error=done._error)
+
+        handle._on_done = cascade_done
         self._put(_SendAndWait(handle, waiter), handle)
         if not waiter.event.wait(timeout):
             waiter.active = False
@@ -606,6 +615,7 @@ class StoreRef(Generic[S, A]):
         """
         if self._status.closed:
             raise StoreStopped(self.name)
+        self._refuse_own_thread("state()")
         try:
             future = self._actor_ref.ask(_GET_STATE, block=False)
             state: S = future.get(timeout=timeout)
@@ -647,6 +657,13 @@ class StoreRef(Generic[S, A]):
 
     def __repr__(self) -> str:
         return f"<StoreRef {self.name!r}{'' if self.is_alive else ' stopped'}>"
+
+    def _refuse_own_thread(self, what: str) -> None:
+        if threading.current_thread() is self._status.thread:
+            raise ActorsError(
+                f"store {self.name!r}: {what} called on the store's own thread would wait "
+                f"for itself forever; reducers return effects instead of waiting"
+            )
 
     def _put(self, message: object, handle: EffectHandle) -> None:
         status = self._status

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from actors import Effect, EffectHandle, ReducerFailed, StoreStopped, Timeout
+from actors import (
+    ActorsError,
+    Effect,
+    EffectFailed,
+    EffectHandle,
+    ReducerFailed,
+    StoreStopped,
+    Timeout,
+)
 from tests.runtime_support import WAIT, Env, Stores, started_stores
 
 
@@ -311,3 +319,43 @@ def test_send_and_wait_for_raises_what_the_predicate_raises(stores: Stores) -> N
 
     with pytest.raises(KeyError):
         store.send_and_wait_for("ping", broken, timeout=WAIT)
+
+
+def test_send_and_wait_for_raises_the_effect_failure_of_its_cascade_at_once(
+    stores: Stores,
+) -> None:
+    def reducer(state: list[Any], action: Any, env: Any) -> list[Effect[Any]]:
+        if action == "go":
+            return [Effect.future(lambda: 1 / 0)]
+        return []
+
+    store = stores.start(reducer, [])
+    started = time.monotonic()
+    with pytest.raises(EffectFailed) as failure:
+        store.send_and_wait_for("go", lambda action: action == "never", timeout=WAIT)
+    assert isinstance(failure.value.__cause__, ZeroDivisionError)
+    assert time.monotonic() - started < WAIT / 2
+
+
+def test_state_and_send_and_wait_for_refuse_to_deadlock_on_the_stores_own_thread(
+    stores: Stores,
+) -> None:
+    refs: list[Any] = []
+    errors: list[BaseException] = []
+
+    def reducer(state: list[Any], action: Any, env: Any) -> list[Effect[Any]]:
+        if action == "ask myself":
+            for call in (
+                lambda: refs[0].state(1.0),
+                lambda: refs[0].send_and_wait_for("x", lambda a: True, 1.0),
+            ):
+                try:
+                    call()
+                except ActorsError as error:
+                    errors.append(error)
+        return []
+
+    refs.append(stores.start(reducer, []))
+    refs[0].send("ask myself").wait(WAIT)
+    assert len(errors) == 2
+    assert all("own thread" in str(error) for error in errors)

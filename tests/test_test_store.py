@@ -431,3 +431,26 @@ def test_a_received_action_goes_through_the_effects_map() -> None:
     with TestStore(reducer, Counter(), Env()) as store:
         store.send("go")
         store.receive("FETCHED", fetched("FETCHED"))
+
+
+def test_what_an_expect_function_returns_is_ignored_it_only_mutates() -> None:
+    def push(state: list[int], action: int, env: Any) -> list[Effect[Any]]:
+        state.append(action)
+        return []
+
+    with TestStore(push, [1], Env()) as store:
+        # list.append returns None, list.pop returns the item: neither replaces the state.
+        store.send(2, lambda s: s.append(2))
+        with pytest.raises(AssertionError):
+            store.send(3, lambda s: s.pop())
+        store.skip_received_actions()
+
+
+def test_finish_after_a_failed_finish_fails_again() -> None:
+    store = TestStore(counter, Counter(), Env())
+    store.send("increment", count_to(1))
+    for _ in range(2):
+        with pytest.raises(AssertionError, match="still running"):
+            store.finish()
+    store.skip_in_flight_effects()
+    store.finish()
