@@ -351,6 +351,15 @@ def render(result: DemoResult, console: Console) -> None:
     _invariants(result.report, console)
     verdict = "[bold green]OK[/]" if result.ok else "[bold red]FAILED[/]"
     console.print(f"Result: {verdict}")
+    if config.redis_url is not None:
+        console.print(
+            f"The data stays under the prefix {result.key_prefix!r}: check it again with\n"
+            f"  python bin/run-demo --verify --redis {result.backend} "
+            f"--key-prefix {result.key_prefix}\n"
+            f"and remove it with redis-cli --scan --pattern '{result.key_prefix}:*' "
+            "| xargs redis-cli unlink",
+            soft_wrap=True,
+        )
 
 
 def render_report(report: InvariantReport, console: Console) -> None:

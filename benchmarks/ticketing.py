@@ -1,0 +1,103 @@
+"""Ticketing speed: completed reservations per second and their latency, end to end.
+
+Each figure runs a fresh ``TicketingSystem`` (in memory, or on Redis under a fresh key
+prefix, deleted afterwards), warms it up, then has ``concurrency`` callers reserve 1-4
+seats each with a card that succeeds, on sections large enough never to sell out:
+every reservation goes through the whole saga (seats held, payment, confirmation,
+projections).
+
+    python -m benchmarks.ticketing [--redis URL] [--reservations N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+
+from domain import TicketingSystem
+
+CONCURRENCY = (1, 8, 64)
+
+
+def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str, Any]:
+    """One figure: reservations/s (completed), latency p50/p99 in ms."""
+    prefix = f"bench-ticketing-{uuid.uuid4().hex[:8]}"
+    with TicketingSystem.start(redis_url, key_prefix=prefix) as system:
+        sections = dict.fromkeys("ABCD", 50000)
+        system.create_event("bench", sections=sections, price_cents=100)
+        rnd = random.Random(1)
+        jobs = [(f"c{n}", rnd.choice("ABCD"), rnd.randint(1, 4)) for n in range(reservations)]
+        latencies: list[float] = []
+
+        def reserve(job: tuple[str, str, int]) -> bool:
+            began = time.perf_counter()
+            outcome = system.reserve(job[0], "bench", job[1], job[2])
+            latencies.append(time.perf_counter() - began)
+            return outcome.completed
+
+        for job in jobs[:20]:  # warm-up: loads, connections, threads
+            reserve(job)
+        latencies.clear()
+        began = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            completed = sum(pool.map(reserve, jobs[20:]))
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+
+    def at(share: float) -> float:
+        return latencies[min(len(latencies) - 1, int(share * len(latencies)))] * 1000
+
+    if redis_url is not None:
+        _delete_prefix(redis_url, prefix)
+    return {
+        "backend": "redis" if redis_url else "memory",
+        "concurrency": concurrency,
+        "reservations_per_s": round(completed / elapsed, 1),
+        "p50_ms": round(at(0.50), 2),
+        "p99_ms": round(at(0.99), 2),
+        "completed": completed,
+    }
+
+
+def _delete_prefix(url: str, prefix: str) -> None:
+    """Remove the figure's keys (its own prefix only: never a flush)."""
+    client = redis.Redis.from_url(url)
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+    finally:
+        client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--redis", metavar="URL", help="also measure on this Redis")
+    parser.add_argument("--reservations", type=int, default=2000, help="per figure")
+    args = parser.parse_args()
+    backends: list[str | None] = [None] + ([args.redis] if args.redis else [])
+    for backend in backends:
+        for concurrency in CONCURRENCY:
+            n = args.reservations if concurrency > 1 else max(200, args.reservations // 5)
+            figure = run(backend, concurrency, n)
+            print(
+                f"{figure['backend']:6} c={concurrency:<3} "
+                f"{figure['reservations_per_s']:8.1f} reservations/s  "
+                f"p50 {figure['p50_ms']:7.2f} ms  p99 {figure['p99_ms']:7.2f} ms",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
