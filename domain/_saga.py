@@ -6,9 +6,10 @@ terminal saga is dropped from memory like any idle slot, an unfinished one is ke
 
 Steps: reserving seats -> processing payment -> confirming -> completed. Seats not
 available -> rejected. A declined card, a gateway failure or a step's deadline ->
-compensating, in reverse order of what was done: release the seats, refund the
-payment (also a charge that lands after the saga gave up) -> cancelled, with the
-reason as the terminal status (payment_declined, payment_failed, timed_out).
+compensating, in reverse order of what was done: refund the payment (also a charge
+that lands after the saga gave up), release the seats -> cancelled, with the reason
+as the terminal status (payment_declined, payment_failed, timed_out). The two
+compensations are independent, so both are sent at once and awaited together.
 
 The saga sends high-level commands to the child stores (``SagaChildren``) and learns
 what they did from their events, delivered by a subscription as ``Deliver`` actions;
@@ -737,10 +738,13 @@ class _Step:
         elif status is S.CONFIRMING:
             self.send(ConfirmReservation(saga.reservation_id, saga.event_id, saga.section))
         elif status is S.COMPENSATING:
-            if saga.awaiting_release:
-                self.send(self.release(saga))
+            # In reverse order of the steps: the payment, then the seats. Both go out
+            # at once: they are independent, and the seats should not wait for a
+            # refund queued behind a slow charge.
             if saga.awaiting_refund:
                 self.send(RefundPayment(saga.payment_id, saga.reservation_id))
+            if saga.awaiting_release:
+                self.send(self.release(saga))
 
     def react(self, saga: Saga, event: ChildEvent) -> None:
         status = saga.status

@@ -273,8 +273,8 @@ def test_a_payment_that_succeeds_after_the_saga_timed_out_is_refunded() -> None:
     h.children.take()
     h.store.advance(15)
     h.store.skip_received_actions()
-    # Compensation in reverse order of what was done: seats, then the payment.
-    assert h.children.take() == [ReleaseReservation(RID, "gig", "A"), RefundPayment(RID, RID)]
+    # Compensation in reverse order of what was done: the payment, then the seats.
+    assert h.children.take() == [RefundPayment(RID, RID), ReleaseReservation(RID, "gig", "A")]
     h.deliver(RELEASED)
     assert h.saga().status is ReservationStatus.COMPENSATING  # the refund is still owed
     h.deliver(PAID)  # the slow charge lands now
@@ -319,7 +319,7 @@ def test_a_gateway_timeout_during_payment_compensates_with_a_refund() -> None:
             payment_id=RID, reservation_id=RID, amount_cents=1000, reason="lost", uncertain=True
         )
     )
-    assert h.children.take() == [ReleaseReservation(RID, "gig", "A"), RefundPayment(RID, RID)]
+    assert h.children.take() == [RefundPayment(RID, RID), ReleaseReservation(RID, "gig", "A")]
     h.deliver(RELEASED)
     h.deliver(
         PaymentRefunded(payment_id=RID, reservation_id=RID, refunded_cents=1000, refund_id="re_r1")
@@ -364,7 +364,7 @@ def test_after_a_restart_an_unfinished_saga_is_resumed_and_its_passed_deadline_f
     h.store.receive(StepDeadlinePassed(RID, ReservationStatus.PROCESSING_PAYMENT, 15.0))
     h.store.skip_received_actions()
     assert h.saga().status is ReservationStatus.COMPENSATING
-    assert h.children.take() == [ReleaseReservation(RID, "gig", "A"), RefundPayment(RID, RID)]
+    assert h.children.take() == [RefundPayment(RID, RID), ReleaseReservation(RID, "gig", "A")]
 
 
 def test_a_saga_whose_deadline_is_ahead_is_resumed_with_the_time_left() -> None:
