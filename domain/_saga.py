@@ -453,7 +453,14 @@ def reduce_saga(
         if slot is None or slot.phase != "loading":
             return []
         del state.sagas[action.reservation_id]
-        return _act(env, action.reservation_id, _failures(slot.waiting, action.reason))
+        effects = _act(env, action.reservation_id, _failures(slot.waiting, action.reason))
+        if any(isinstance(a, ResumeSaga | StepDeadlinePassed) for a in slot.waiting):
+            # Nothing else would wake this saga (its timer is spent): try again later.
+            retry: Effect[SagaAction] = Effect.delay(
+                env.settings.retry_interval, ResumeSaga(action.reservation_id)
+            )
+            effects.append(retry.cancellable(_key(action.reservation_id), cancel_in_flight=True))
+        return effects
     return []
 
 

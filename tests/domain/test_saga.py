@@ -494,3 +494,22 @@ def test_finished_sagas_are_evicted_but_unfinished_ones_are_kept() -> None:
     h.store.skip_received_actions()
     assert "x0" not in h.store.state.sagas
     assert {"x1", "x2", "x3"} <= set(h.store.state.sagas)
+
+
+def test_a_saga_whose_timeout_cannot_be_recorded_while_the_backend_is_down_tries_again() -> None:
+    h = Harness()
+    h.started()
+    h.children.take()
+    h.repo.fail_appends = 1  # the timeout's compensation cannot be recorded...
+    h.repo.fail_loads = 1  # ...nor the saga reloaded
+    h.store.advance(10)
+    h.store.skip_received_actions()
+    assert RID not in h.store.state.sagas
+    assert h.children.take() == []  # nothing acted on: nothing was recorded
+    h.store.advance(5)  # the backend is back; the saga is picked up again
+    h.store.skip_received_actions()
+    assert h.children.take() == [ReserveSeats(RID, "gig", "A", 2)]  # its step, re-sent
+    h.store.advance(0)  # and its deadline, long past, fires at once
+    h.store.skip_received_actions()
+    assert h.saga().status is ReservationStatus.COMPENSATING
+    assert h.children.take() == [ReleaseReservation(RID, "gig", "A")]
