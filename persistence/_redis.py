@@ -18,6 +18,7 @@ decode entries in one tight loop; see ``read`` and ``_stream_entries``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from _thread import allocate_lock as _allocate_lock
@@ -40,6 +41,7 @@ from persistence._errors import (
     BackendError,
     CodecError,
     ConcurrencyError,
+    ConfigurationError,
     DuplicateEvent,
     EventStoreUnavailable,
     IncompatibleLayout,
@@ -66,6 +68,17 @@ except ImportError:  # pragma: no cover
     _pack_command = None
 
 __all__ = ["RedisEventStore", "redis_client"]
+
+log = logging.getLogger("persistence.redis")
+
+FSYNC_LOSES = {
+    "always": "nothing acknowledged (each write is fsynced before its reply)",
+    "everysec": "up to about a second of acknowledged appends on a power or OS failure",
+    "no": "whatever the OS had not yet flushed (tens of seconds) on a power or OS failure",
+    "off": "everything since the last RDB snapshot, or everything without one",
+    "unknown": "an unknown amount (CONFIG GET is disabled; see docs/reliability.md)",
+}
+"""What a crash of the server or its machine may lose, per fsync policy."""
 
 READ_PAGE = 1000
 """Entries per XRANGE when reading a stream: bounds the reply of a long stream, and
@@ -127,6 +140,24 @@ def check_eviction_policy(client: redis.Redis, allow_eviction: bool) -> str:
             " for throw-away data."
         )
     return policy
+
+
+def read_fsync_policy(client: redis.Redis) -> str:
+    """The server's durability: ``appendfsync`` when the AOF is on, else ``"off"``.
+
+    ``INFO persistence`` says whether the AOF is on; the fsync policy itself needs
+    ``CONFIG GET appendfsync``, which managed services may disable: ``"unknown"`` then.
+    """
+    with map_redis_errors("reading the server's persistence settings"):
+        info = client.info("persistence")
+        if not int(info.get("aof_enabled", 0)):
+            return "off"
+        try:
+            reply: Any = client.config_get("appendfsync")
+        except rx.ResponseError:  # CONFIG renamed or disabled
+            return "unknown"
+    value = reply.get("appendfsync", reply.get(b"appendfsync", "unknown"))
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def check_layout(client: redis.Redis, layout: RedisLayout) -> None:
@@ -392,9 +423,14 @@ class RedisEventStore:
             ``noeviction`` (events may then be evicted: throw-away data only).
         retries: how many times an append is re-sent after a lost connection.
         max_batch: most appends pipelined in one round trip.
+        require_fsync_always: refuse a server that does not fsync every write
+            (``appendonly yes`` + ``appendfsync always``), for data that must survive
+            a crash of the server's machine; see ``fsync_policy``.
 
     Raises:
         UnsafeRedisConfiguration: the server may evict keys.
+        ConfigurationError: ``require_fsync_always`` and the server does not (or
+            does not say whether it does).
         IncompatibleLayout: the prefix holds data with another partition count.
         EventStoreUnavailable: the server cannot be reached.
     """
@@ -409,6 +445,7 @@ class RedisEventStore:
         allow_eviction: bool = False,
         retries: int = 2,
         max_batch: int = 512,
+        require_fsync_always: bool = False,
     ) -> None:
         self._client = check_client(client)
         self._codec = codec
@@ -416,6 +453,18 @@ class RedisEventStore:
         self._partitions = partitions
         self._owns_client = False
         check_eviction_policy(client, allow_eviction)
+        self._fsync_policy = read_fsync_policy(client)
+        if require_fsync_always and self._fsync_policy != "always":
+            raise ConfigurationError(
+                f"Redis fsync policy is {self._fsync_policy!r}: a crash may lose"
+                f" {FSYNC_LOSES.get(self._fsync_policy, 'acknowledged appends')}."
+                " Run it with appendonly yes and appendfsync always, or do not pass"
+                " require_fsync_always=True."
+            )
+        log.info(
+            "event store on Redis, prefix %r: fsync policy %r, a crash may lose %s",
+            prefix, self._fsync_policy, FSYNC_LOSES.get(self._fsync_policy, "unknown"),
+        )
         check_layout(client, self._layout)
         self._writer = _GroupCommit(client, APPEND, retries=retries, max_batch=max_batch)
         self._writer.load()
@@ -452,6 +501,17 @@ class RedisEventStore:
     @property
     def partitions(self) -> int:
         return self._layout.partitions
+
+    @property
+    def fsync_policy(self) -> str:
+        """The server's durability as read at start-up (see ``docs/reliability.md``).
+
+        ``"always"`` (nothing acknowledged is lost when the server or its machine
+        crashes), ``"everysec"`` (about a second may be), ``"no"`` (the OS decides),
+        ``"off"`` (no append-only file: RDB snapshots at best), or ``"unknown"``
+        (``CONFIG GET`` is disabled, as on some managed services).
+        """
+        return self._fsync_policy
 
     @property
     def round_trips(self) -> int:

@@ -18,6 +18,7 @@ from persistence import (
     NO_STREAM,
     BackendError,
     Codec,
+    ConfigurationError,
     EventMetadata,
     EventStoreUnavailable,
     IncompatibleLayout,
@@ -355,3 +356,22 @@ def _write_raw(
         },
         id=f"{version}-0",
     )
+
+
+def test_the_store_reports_the_servers_fsync_policy_and_can_require_always(
+    redis_server_factory: Callable[..., RedisServer], codec: Codec
+) -> None:
+    no_aof = redis_server_factory()
+    everysec = redis_server_factory(extra_args=["--appendonly", "yes"])
+    always = redis_server_factory(
+        extra_args=["--appendonly", "yes", "--appendfsync", "always"]
+    )
+
+    for server, policy in ((no_aof, "off"), (everysec, "everysec"), (always, "always")):
+        store = RedisEventStore.from_url(server.url, codec, prefix="t")
+        assert store.fsync_policy == policy
+        store.close()
+    with pytest.raises(ConfigurationError, match=r"'everysec'.*about a second"):
+        RedisEventStore.from_url(everysec.url, codec, prefix="t", require_fsync_always=True)
+    strict = RedisEventStore.from_url(always.url, codec, prefix="t", require_fsync_always=True)
+    strict.close()

@@ -1,0 +1,61 @@
+"""What the fault tests share: an appender that retries until its append is known."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from persistence import EventMetadata, EventStore, EventStoreUnavailable, RecordedEvent
+from tests.persistence.events import Deposited
+
+_PAUSE = threading.Event()  # never set: a wait on it is an interruptible pause
+
+
+@dataclass
+class Ledger:
+    """What one appender had acknowledged, per stream, and how often it had to retry."""
+
+    acknowledged: dict[str, list[str]] = field(default_factory=dict)
+    retries: int = 0
+    errors: list[BaseException] = field(default_factory=list)
+
+
+def append_until_known(
+    store: EventStore,
+    stream_id: str,
+    version: int,
+    ledger: Ledger,
+    *,
+    give_up_after: float = 30.0,
+) -> int:
+    """Append one event at ``version`` with a fresh event id, retrying while unavailable.
+
+    An ``EventStoreUnavailable`` is an ambiguous outcome (applied or not): the same
+    event id is appended again at the same expected version, which the store answers
+    with the earlier result if it had been applied. Returns the new version.
+    """
+    event_id = uuid.uuid4().hex
+    event = Deposited(account=stream_id, amount=version + 1)
+    deadline = time.monotonic() + give_up_after
+    while True:
+        try:
+            result = store.append(stream_id, [event], version, EventMetadata(event_id))
+        except EventStoreUnavailable:
+            ledger.retries += 1
+            if time.monotonic() > deadline:
+                raise
+            _PAUSE.wait(0.02)
+            continue
+        ledger.acknowledged.setdefault(stream_id, []).append(event_id)
+        return result.version
+
+
+def check_stream(events: list[RecordedEvent], acknowledged: list[str]) -> None:
+    """Versions 1..n without gap or duplicate, exactly the acknowledged event ids."""
+    versions = [event.version for event in events]
+    assert versions == list(range(1, len(events) + 1)), versions
+    ids = [event.metadata.event_id for event in events]
+    assert len(set(ids)) == len(ids), "an event was stored twice"
+    assert ids == acknowledged
