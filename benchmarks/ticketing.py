@@ -6,6 +6,7 @@ seats each with a card that succeeds, on sections large enough never to sell out
 every reservation goes through the whole saga (seats held, payment, confirmation,
 projections).
 
+    python bin/bench ticketing [--redis URL] [--reservations N] [--quick]
     python -m benchmarks.ticketing [--redis URL] [--reservations N]
 """
 
@@ -79,6 +80,55 @@ def _delete_prefix(url: str, prefix: str) -> None:
             client.unlink(*batch)
     finally:
         client.close()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis", metavar="URL", help="also measure on this Redis")
+    parser.add_argument("--reservations", type=int, default=None, help="per repetition")
+
+
+def run_bench(args: argparse.Namespace, report: Any, console: Any) -> None:
+    """``bin/bench ticketing``: each figure repeated, in-memory figures as the baseline."""
+    from benchmarks._harness import Figure
+
+    reservations = args.reservations or (200 if args.quick else 2000)
+    backends: list[str | None] = [None] + ([args.redis] if args.redis else [])
+    for backend in backends:
+        for concurrency in CONCURRENCY:
+            n = reservations if concurrency > 1 else max(100, reservations // 5)
+            samples: list[dict[str, Any]] = []
+            label = f"{'redis' if backend else 'memory'} c={concurrency}"
+            with console.status(f"ticketing: {label}"):
+                for _ in range(args.repeat):
+                    samples.append(run(backend, concurrency, n))
+            base = f"memory c={concurrency}" if backend else None
+            report.add(
+                Figure(
+                    "ticketing",
+                    label,
+                    "reservations/s",
+                    [s["reservations_per_s"] for s in samples],
+                    baseline=base,
+                )
+            )
+            report.add(
+                Figure(
+                    "ticketing",
+                    f"{label} p50",
+                    "ms",
+                    [s["p50_ms"] for s in samples],
+                    higher_is_better=False,
+                )
+            )
+            report.add(
+                Figure(
+                    "ticketing",
+                    f"{label} p99",
+                    "ms",
+                    [s["p99_ms"] for s in samples],
+                    higher_is_better=False,
+                )
+            )
 
 
 def main() -> None:
