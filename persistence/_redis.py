@@ -100,12 +100,18 @@ def redis_client(url: str, **kwargs: Any) -> redis.Redis:
     redis-py retries a command after a connection error (10 times by default, with
     up to a second between tries); the adapter's appends are idempotent by event id,
     so a retry is safe, but a dead server should surface as ``EventStoreUnavailable``
-    within about a second rather than after many.
+    within about a second rather than after many. A timeout is not retried by the
+    client: a server that accepts connections but does not answer fails a command
+    after ``socket_timeout`` (5 s), not three times that.
     """
     options: dict[str, Any] = {
         "socket_timeout": 5.0,
         "socket_connect_timeout": 2.0,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        # Connection errors only: a server that accepts but does not answer (stopped,
+        # swapping) already took socket_timeout; two more tries would triple it.
+        "retry": Retry(
+            ExponentialBackoff(cap=0.2, base=0.02), 2, supported_errors=(rx.ConnectionError,)
+        ),
         "health_check_interval": 0,
         # Long stream reads arrive in fewer, larger socket reads.
         "socket_read_size": 1 << 20,

@@ -28,27 +28,29 @@ def append_until_known(
     version: int,
     ledger: Ledger,
     *,
+    events: int = 1,
     give_up_after: float = 30.0,
 ) -> int:
-    """Append one event at ``version`` with a fresh event id, retrying while unavailable.
+    """Append ``events`` events at ``version`` with fresh ids, retrying while unavailable.
 
     An ``EventStoreUnavailable`` is an ambiguous outcome (applied or not): the same
-    event id is appended again at the same expected version, which the store answers
-    with the earlier result if it had been applied. Returns the new version.
+    event ids are appended again at the same expected version, which the store
+    answers with the earlier result if it had been applied. Returns the new version.
     """
-    event_id = uuid.uuid4().hex
-    event = Deposited(account=stream_id, amount=version + 1)
+    ids = [uuid.uuid4().hex for _ in range(events)]
+    batch = [Deposited(account=stream_id, amount=version + n + 1) for n in range(events)]
+    metadata = [EventMetadata(event_id) for event_id in ids]
     deadline = time.monotonic() + give_up_after
     while True:
         try:
-            result = store.append(stream_id, [event], version, EventMetadata(event_id))
+            result = store.append(stream_id, batch, version, metadata)
         except EventStoreUnavailable:
             ledger.retries += 1
             if time.monotonic() > deadline:
                 raise
             _PAUSE.wait(0.02)
             continue
-        ledger.acknowledged.setdefault(stream_id, []).append(event_id)
+        ledger.acknowledged.setdefault(stream_id, []).extend(ids)
         return result.version
 
 
