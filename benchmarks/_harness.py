@@ -110,3 +110,21 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    """Remove a benchmark's keys: SCAN its own prefix and UNLINK, never a flush."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        batch: list[Any] = []
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+    finally:
+        client.close()

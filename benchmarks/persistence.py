@@ -28,13 +28,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import redis
 from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 
-from benchmarks._harness import Figure, Report
+from benchmarks._harness import Figure, Report, delete_prefix
 from persistence import (
     Codec,
     MemoryEventStore,
@@ -90,17 +89,6 @@ def _server(url: str, console: Console) -> Iterator[str]:
         yield server.url
 
 
-def _delete_prefix(client: redis.Redis, prefix: str) -> None:
-    batch: list[Any] = []
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            client.unlink(*batch)
-            batch.clear()
-    if batch:
-        client.unlink(*batch)
-
-
 def run(args: argparse.Namespace, report: Report, console: Console) -> None:
     with _server(args.redis, console) as url:
         prefix = f"ca-bench-{uuid.uuid4().hex[:8]}"
@@ -109,7 +97,7 @@ def run(args: argparse.Namespace, report: Report, console: Console) -> None:
         try:
             _run(args, report, console, url, prefix, raw, client)
         finally:
-            _delete_prefix(raw, prefix)
+            delete_prefix(url, prefix)
             raw.close()
             client.close()
 

@@ -19,8 +19,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import redis
-
+from benchmarks._harness import delete_prefix
 from domain import TicketingSystem
 
 CONCURRENCY = (1, 8, 64)
@@ -55,7 +54,7 @@ def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str,
         return latencies[min(len(latencies) - 1, int(share * len(latencies)))] * 1000
 
     if redis_url is not None:
-        _delete_prefix(redis_url, prefix)
+        delete_prefix(redis_url, f"{prefix}:")
     return {
         "backend": "redis" if redis_url else "memory",
         "concurrency": concurrency,
@@ -64,22 +63,6 @@ def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str,
         "p99_ms": round(at(0.99), 2),
         "completed": completed,
     }
-
-
-def _delete_prefix(url: str, prefix: str) -> None:
-    """Remove the figure's keys (its own prefix only: never a flush)."""
-    client = redis.Redis.from_url(url)
-    try:
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                client.unlink(*batch)
-                batch.clear()
-        if batch:
-            client.unlink(*batch)
-    finally:
-        client.close()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
