@@ -609,6 +609,12 @@ class RedisEventStore:
             raise ConcurrencyError(stream_id, expected_version, reply[1])
         if status == 3:
             raise DuplicateEvent(stream_id, reply[2].decode(), reply[1])
+        if status == 4:
+            raise BackendError(
+                f"append to {stream_id!r} refused, nothing written: the stream holds"
+                f" entries this store did not write (at version {reply[1]}):"
+                f" {reply[2].decode(errors='replace')}"
+            )
         raise BackendError(f"append to {stream_id!r}: unexpected reply {reply!r}")
 
     # -- reading -------------------------------------------------------------------
@@ -784,7 +790,17 @@ class RedisEventStore:
         if entries[0][0] != b"%d-0" % (after + 1) or entries[-1][0] != b"%d-0" % (
             after + len(entries)
         ):
-            return [self._stream_entry(stream_id, partition, entry) for entry in entries]
+            checked = [self._stream_entry(stream_id, partition, entry) for entry in entries]
+            for version, (found, entry) in enumerate(zip(checked, entries, strict=True),
+                                                      after + 1):
+                if found.version != version:  # another client added or deleted entries
+                    raise MalformedEvent(
+                        f"entry {entry[0].decode(errors='replace')} where version {version}"
+                        " belongs: the stream holds entries this store did not write",
+                        stream_id=stream_id,
+                        version=version,
+                    )
+            return checked
         decoders = self._codec._raw_decoders
         names = _STREAM_NAMES
         recorded, metadata, position = _RECORDED, _METADATA, _POSITION
@@ -893,7 +909,9 @@ class RedisEventStore:
                 )
             stream_id = stream.decode()
             version = int(v)
-            event = self._codec.decode_raw(type_name, schema, data, stream_id, version, position)
+            event = self._codec.decode_raw(
+                type_name, schema, data, stream_id, version, f"{partition}/{position}"
+            )
             _decoder, name, schema_version = self._codec.raw_decoder(type_name, schema) or (
                 None, type_name.decode(), int(schema)
             )

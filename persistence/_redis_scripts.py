@@ -25,7 +25,9 @@ APPEND = """
 -- causation_id, recorded_at, extra.
 -- Returns {1, version, feed ids...} appended; {2, version, feed ids...} a retry of
 -- an applied append (nothing written); {0, actual version} conflict;
--- {3, version, event id} event ids of an earlier append in another batch.
+-- {3, version, event id} event ids of an earlier append in another batch;
+-- {4, version, error} the aggregate stream refused an entry (written to by another
+-- client): nothing written.
 local stream, feed = KEYS[1], KEYS[2]
 local expected = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
@@ -70,6 +72,9 @@ elseif version >= n then
 end
 
 -- Writes start here; nothing below can fail on a stream nobody tampered with.
+-- One that another client wrote to (an entry with an id above "<version>-0")
+-- refuses the first stream XADD after its feed XADD: that feed entry is deleted
+-- again, in this same atomic script, so no subscriber ever sees half an append.
 local out = {1, version + n}
 for i = 1, n do
   local o = 4 + (i - 1) * 8
@@ -78,12 +83,17 @@ for i = 1, n do
     'stream', ARGV[3], 'version', v, 'type', ARGV[o], 'schema', ARGV[o + 1],
     'data', ARGV[o + 2], 'event_id', ARGV[o + 3], 'correlation_id', ARGV[o + 4],
     'causation_id', ARGV[o + 5], 'recorded_at', ARGV[o + 6], 'extra', ARGV[o + 7])
-  redis.call('XADD', stream, v .. '-0',
+  out[#out + 1] = id
+  local added = redis.pcall('XADD', stream, v .. '-0',
     'type', ARGV[o], 'schema', ARGV[o + 1], 'data', ARGV[o + 2],
     'event_id', ARGV[o + 3], 'correlation_id', ARGV[o + 4],
     'causation_id', ARGV[o + 5], 'recorded_at', ARGV[o + 6], 'extra', ARGV[o + 7],
     'feed', id)
-  out[#out + 1] = id
+  if type(added) == 'table' and added.err then
+    for j = 3, #out do redis.call('XDEL', feed, out[j]) end
+    for j = 1, i - 1 do redis.call('XDEL', stream, (version + j) .. '-0') end
+    return {4, version, added.err}
+  end
 end
 return out
 """
