@@ -791,9 +791,9 @@ class RedisEventStore:
             after + len(entries)
         ):
             checked = [self._stream_entry(stream_id, partition, entry) for entry in entries]
-            for version, (checked_event, entry) in enumerate(zip(checked, entries, strict=True),
-                                                      after + 1):
-                if checked_event.version != version:  # another client added or deleted entries
+            # Another client added entries (ids that are no version) or deleted some.
+            for version, (got, entry) in enumerate(zip(checked, entries, strict=True), after + 1):
+                if got.version != version:
                     raise MalformedEvent(
                         f"entry {entry[0].decode(errors='replace')} where version {version}"
                         " belongs: the stream holds entries this store did not write",
