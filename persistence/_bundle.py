@@ -54,11 +54,16 @@ class Persistence:
         partitions: int = 16,
         projection_namespace: str = "default",
         allow_eviction: bool = False,
+        require_fsync_always: bool = False,
     ) -> Persistence:
         """Every port on one Redis server (a client made from ``url`` is closed by ``close()``).
 
+        ``require_fsync_always`` refuses a server that does not fsync every write
+        (see ``RedisEventStore`` and ``docs/reliability.md``).
+
         Raises:
             UnsafeRedisConfiguration: the server may evict keys.
+            ConfigurationError: ``require_fsync_always`` and the server does not.
             IncompatibleLayout: the prefix holds data with another partition count.
             EventStoreUnavailable: the server cannot be reached.
         """
@@ -66,7 +71,12 @@ class Persistence:
         client = redis_client(url_or_client) if isinstance(url_or_client, str) else url_or_client
         try:
             store = RedisEventStore(
-                client, codec, prefix=prefix, partitions=partitions, allow_eviction=allow_eviction
+                client,
+                codec,
+                prefix=prefix,
+                partitions=partitions,
+                allow_eviction=allow_eviction,
+                require_fsync_always=require_fsync_always,
             )
         except BaseException:
             if owned:

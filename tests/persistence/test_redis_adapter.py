@@ -23,6 +23,7 @@ from persistence import (
     EventStoreUnavailable,
     IncompatibleLayout,
     MalformedEvent,
+    Persistence,
     PersistenceError,
     RedisEventStore,
     StorageFull,
@@ -375,3 +376,5 @@ def test_the_store_reports_the_servers_fsync_policy_and_can_require_always(
         RedisEventStore.from_url(everysec.url, codec, prefix="t", require_fsync_always=True)
     strict = RedisEventStore.from_url(always.url, codec, prefix="t", require_fsync_always=True)
     strict.close()
+    with pytest.raises(ConfigurationError, match="'off'"):
+        Persistence.on_redis(no_aof.url, codec, prefix="t", require_fsync_always=True)
