@@ -6,6 +6,7 @@ runs inside ``map_redis_errors()``, so callers only ever see ``PersistenceError`
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,6 +26,9 @@ def map_redis_error(error: BaseException, doing: str) -> PersistenceError:
     """The persistence error standing for a redis-py (or socket) error."""
     what = f"{doing}: {type(error).__name__}: {error}" if doing else str(error)
     if isinstance(error, rx.AuthenticationError | rx.AuthorizationError | rx.NoPermissionError):
+        return BackendError(what)
+    if isinstance(error.__cause__ or error.__context__, ssl.SSLCertVerificationError):
+        # Not a server that is down: one we do not trust. Waiting will not help.
         return BackendError(what)
     if isinstance(error, rx.ConnectionError | rx.TimeoutError | OSError):
         # Includes BusyLoadingError (server loading its data after a restart).
@@ -50,7 +54,8 @@ def map_redis_errors(doing: str = "") -> Iterator[None]:
         EventStoreUnavailable: connection lost or refused, timeout, server loading,
             read-only replica, cluster down.
         StorageFull: the server is out of memory (``maxmemory`` with noeviction).
-        BackendError: any other refusal (wrong key type, authentication, scripts).
+        BackendError: any other refusal (wrong key type, authentication, a TLS
+            certificate that is not trusted, scripts).
     """
     try:
         yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,9 @@ from persistence import (
     PersistenceError,
     RecordedEvent,
     RedisEventStore,
+    redis_client,
 )
+from tests.faults.tls import TlsTerminator, self_signed_certificate
 from tests.persistence.conftest import wait_for
 from tests.persistence.events import Deposited
 from tests.redis_server import RedisServer
@@ -212,3 +215,60 @@ def test_persistence_errors_never_carry_a_raw_redis_exception_type() -> None:
         return [cls, *(c for sub in cls.__subclasses__() for c in subclasses(sub))]
 
     assert not [c for c in subclasses(PersistenceError) if issubclass(c, redis.RedisError)]
+
+
+def test_tls_through_a_rediss_url_works_and_an_untrusted_server_is_refused_typed(
+    redis_server_factory: Callable[..., RedisServer],
+    codec: Codec,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Figure: a password-protected server behind TLS (a self-signed certificate):
+    1 store through ``rediss://:password@`` trusting that certificate appends and
+    reads; 2 refusals provoked (the system's trust store, which does not know the
+    certificate: BackendError, since waiting will not help; a plain ``redis://`` URL
+    to the TLS port: EventStoreUnavailable), each within 3 s, neither naming the
+    password."""
+    made = self_signed_certificate(tmp_path)
+    if made is None:
+        pytest.skip("no openssl CLI to make a certificate")
+    cert, key = made
+    caplog.set_level(logging.DEBUG)
+    server = redis_server_factory()
+    admin = redis.Redis.from_url(server.url)
+    admin.config_set("requirepass", PASSWORD)
+    admin.close()
+    tls = TlsTerminator(server.port, cert, key)
+    said: list[str] = []
+    url = f"rediss://:{PASSWORD}@127.0.0.1:{tls.port}/0"
+    try:
+        client = redis_client(url, ssl_ca_certs=str(cert))
+        store = RedisEventStore(client, codec, prefix="tls")
+        try:
+            store.append("acct", [Deposited(account="a", amount=1)], NO_STREAM)
+            assert [e.version for e in store.read("acct")] == [1]
+            said += [repr(store), repr(client)]
+        finally:
+            store.close()
+            client.close()
+
+        for refused_url in (url, f"redis://:{PASSWORD}@127.0.0.1:{tls.port}/0"):
+            client = redis_client(refused_url, socket_timeout=1.0)
+            started = time.monotonic()
+            try:
+                with pytest.raises(PersistenceError) as caught:
+                    RedisEventStore(client, codec, prefix="tls")
+            finally:
+                client.close()
+            assert time.monotonic() - started < 3.0
+            assert not isinstance(caught.value, redis.RedisError)
+            said.append(everything_said(caught.value))
+        assert "CERTIFICATE_VERIFY_FAILED" in said[-2]
+        assert "BackendError" in said[-2]  # misconfigured: retrying will not help
+        assert "EventStoreUnavailable" in said[-1]
+    finally:
+        tls.close()
+
+    said += [record.getMessage() for record in caplog.records]
+    for text in said:
+        assert PASSWORD not in text
