@@ -619,12 +619,15 @@ class RedisEventStore:
 
     # -- reading -------------------------------------------------------------------
 
-    def command(self, *args: Any, doing: str = "") -> Any:
+    def command(self, *args: Any, doing: str = "", resend: bool = True) -> Any:
         """Run one command on a pooled connection; the raw reply (no redis-py parsing).
 
         Skipping redis-py's reply callbacks (which build a dict per stream entry)
-        keeps reading a long stream cheap. Re-sent after a lost connection: only for
-        commands that are safe to send twice.
+        keeps reading a long stream cheap. Re-sent after a lost connection, unless
+        ``resend`` is False: a command whose lost reply changed state (XREADGROUP
+        ``>`` hands entries to the consumer, XAUTOCLAIM resets their idle time) must
+        not be re-sent blindly: its caller recovers by reading what it was handed
+        (pending entries) instead.
 
         Raises:
             PersistenceError: the mapped Redis error (see ``map_redis_errors``).
@@ -634,13 +637,15 @@ class RedisEventStore:
             conn.send_command(*args, check_health=False)
             return conn.read_response()
 
-        return self._round_trip(send, doing)
+        return self._round_trip(send, doing, resend)
 
-    def pipeline(self, commands: Sequence[Sequence[Any]], *, doing: str = "") -> list[Any]:
+    def pipeline(
+        self, commands: Sequence[Sequence[Any]], *, doing: str = "", resend: bool = True
+    ) -> list[Any]:
         """Run commands in one round trip; raw replies, a command's error as its reply.
 
-        Only for commands that are safe to send twice (reads, acknowledgements,
-        claims): after a lost connection the whole pipeline is sent again.
+        After a lost connection the whole pipeline is sent again, unless ``resend``
+        is False (see ``command``).
         """
 
         def send(conn: Any) -> list[Any]:
@@ -653,10 +658,10 @@ class RedisEventStore:
                     replies.append(error)
             return replies
 
-        replies: list[Any] = self._round_trip(send, doing)
+        replies: list[Any] = self._round_trip(send, doing, resend)
         return replies
 
-    def _round_trip(self, send: Callable[[Any], Any], doing: str) -> Any:
+    def _round_trip(self, send: Callable[[Any], Any], doing: str, resend: bool = True) -> Any:
         pool = self._client.connection_pool
         failures = 0
         while True:
@@ -665,10 +670,11 @@ class RedisEventStore:
                 conn = pool.get_connection()
                 return send(conn)
             except (rx.ConnectionError, rx.TimeoutError, OSError) as error:
+                sent = conn is not None  # no connection: nothing was sent, retry is safe
                 if conn is not None:
                     conn.disconnect()
                 failures += 1
-                if failures > self._retries:
+                if failures > self._retries or (sent and not resend):
                     raise map_redis_error(error, doing) from error
                 time.sleep(min(0.02 * 2 ** (failures - 1), 0.2))
             except rx.RedisError as error:

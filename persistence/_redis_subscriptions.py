@@ -1,7 +1,9 @@
 """Subscriptions on Redis: a consumer group per subscription name on every partition feed.
 
 One thread per subscription reads all partition feeds with one blocking XREADGROUP
-(a short block, so ``stop()`` is prompt), acknowledges with XACK after the handler
+(a short block, so ``stop()`` is prompt; never re-sent after a lost reply, since the
+entries it handed over are pending on the consumer: the loop reads those back with
+``own_pending()`` on the error, in feed order), acknowledges with XACK after the handler
 returned (one XACK per partition for the events of a read batch), claims entries
 idle on dead consumers with XAUTOCLAIM, and moves entries that keep failing to the
 group's dead-letter stream of their partition, in one script with the
@@ -150,7 +152,11 @@ class _RedisGroupBackend:
         if block > 0:  # BLOCK 0 would wait forever
             args += ["BLOCK", max(1, int(block * 1000))]
         args += ["STREAMS", *self._feeds, *(">" for _ in self._feeds)]
-        reply = self._store.command(*args, doing=self._doing("reading new entries"))
+        # Not re-sent after a lost reply: the entries it handed over are pending on
+        # this consumer; the loop reads them back with own_pending() on the error.
+        reply = self._store.command(
+            *args, doing=self._doing("reading new entries"), resend=False
+        )
         out: list[Delivery] = []
         for key, entries in _per_stream(reply):
             deliveries, _gone = self._deliveries(self._partition_of_feed[key], entries, None)
@@ -166,6 +172,7 @@ class _RedisGroupBackend:
                 for feed in self._feeds
             ],
             doing=self._doing("claiming idle entries"),
+            resend=False,  # claimed entries are this consumer's now: own_pending() finds them
         )
         found: dict[int, list[Any]] = {}
         for partition, reply in enumerate(replies):
@@ -180,6 +187,7 @@ class _RedisGroupBackend:
             "XCLAIM", self._feeds[delivery.partition], self._group, self._consumer, 0,
             delivery.entry_id, "RETRYCOUNT", count,
             doing=self._doing("redelivering an entry"),
+            resend=False,
         )
         deliveries, _gone = self._deliveries(
             delivery.partition, reply, {delivery.entry_id.encode(): count}
