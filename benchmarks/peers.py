@@ -1,0 +1,312 @@
+"""The peer workload: M accounts, N deposits each, beside the ``eventsourcing`` library.
+
+Every command loads its aggregate on demand (an account not in memory is read from
+its stream), validates, and appends one event with optimistic concurrency (the
+loaded version is the expected one; a conflict reloads and retries).
+
+- ours: one ``Store`` holding the loaded accounts (bounded), on the memory adapter
+  and on Redis; every deposit is sent at once, so many aggregates are in flight;
+- peer: ``eventsourcing`` (an ``Application`` with an ``Aggregate``), one command
+  after another as its API goes, on its in-memory (POPO) and its SQLite persistence.
+
+The peer is installed by the ``bench`` extra only (``pip install -e '.[bench]'``);
+without it only our figures are measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import tempfile
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from rich.console import Console
+
+from actors import Effect, Store
+from benchmarks._harness import Figure, Report, delete_prefix, measure, rate
+from persistence import Codec, ConcurrencyError, EventStore, Persistence
+
+AREA = "peers"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--accounts", type=int, default=None, help="M (default 1,000)")
+    parser.add_argument("--deposits", type=int, default=None, help="N per account (default 5)")
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="the Redis to measure on (keys under a fresh prefix, deleted after)",
+    )
+
+
+# Our side: an accounts store that loads on demand.
+
+
+class Deposited(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    amount: int
+
+
+CODEC = Codec()
+CODEC.register(Deposited, name="Deposited")
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    account: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    account: str
+    version: int
+    balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    account: str
+    version: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Conflicted:
+    account: str
+
+
+@dataclass
+class Account:
+    version: int = 0
+    balance: int = 0
+    busy: bool = True  # loading, or an append in flight
+    waiting: deque[Deposit] = field(default_factory=deque)
+
+
+@dataclass
+class Accounts:
+    loaded: OrderedDict[str, Account] = field(default_factory=OrderedDict)
+    limit: int = 10_000
+    rejected: int = 0
+
+
+@dataclass(frozen=True)
+class Env:
+    events: EventStore
+
+
+def stream(account: str) -> str:
+    return f"account-{account}"
+
+
+def accounts(state: Accounts, action: Any, env: Env) -> list[Effect[Any]]:
+    if isinstance(action, Deposit):
+        account = state.loaded.get(action.account)
+        if account is None:
+            account = state.loaded[action.account] = Account()
+            account.waiting.append(action)
+            return [_load(env, action.account)]
+        state.loaded.move_to_end(action.account)
+        account.waiting.append(action)
+        return _next(state, action.account, account, env)
+    if isinstance(action, Loaded):
+        account = state.loaded[action.account]
+        account.version, account.balance, account.busy = action.version, action.balance, False
+        return _next(state, action.account, account, env)
+    if isinstance(action, Appended):
+        account = state.loaded[action.account]
+        account.version, account.busy = action.version, False
+        account.balance += action.amount
+        account.waiting.popleft()
+        effects = _next(state, action.account, account, env)
+        _evict(state)
+        return effects
+    if isinstance(action, Conflicted):
+        return [_load(env, action.account)]
+    return []
+
+
+def _next(state: Accounts, name: str, account: Account, env: Env) -> list[Effect[Any]]:
+    while account.waiting and not account.busy:
+        command = account.waiting[0]
+        if command.amount <= 0:  # validation: rejected, nothing written
+            account.waiting.popleft()
+            state.rejected += 1
+            continue
+        account.busy = True
+        return [_append(env, name, account.version, command.amount)]
+    return []
+
+
+def _evict(state: Accounts) -> None:
+    while len(state.loaded) > state.limit:
+        name, oldest = next(iter(state.loaded.items()))
+        if oldest.busy or oldest.waiting:
+            return
+        del state.loaded[name]
+
+
+def _load(env: Env, name: str) -> Effect[Any]:
+    def load() -> Loaded:
+        events = env.events.read(stream(name))
+        balance = sum(e.event.amount for e in events if isinstance(e.event, Deposited))
+        return Loaded(name, len(events), balance)
+
+    return Effect.future(load)
+
+
+def _append(env: Env, name: str, version: int, amount: int) -> Effect[Any]:
+    def append() -> Appended | Conflicted:
+        try:
+            result = env.events.append(stream(name), [Deposited(amount=amount)], version)
+        except ConcurrencyError:
+            return Conflicted(name)
+        return Appended(name, result.version, amount)
+
+    return Effect.future(append)
+
+
+def run_ours(persistence: Persistence, m: int, n: int) -> float:
+    store = Store.start(accounts, Accounts, Env(persistence.events), name="accounts")
+    names = [uuid.uuid4().hex[:12] for _ in range(m)]
+    try:
+
+        def body() -> None:
+            handles = [store.send(Deposit(name, 1)) for _ in range(n) for name in names]
+            for handle in handles:
+                handle.wait(120)
+
+        figure = rate(m * n, body)
+        final = store.state(30)
+        assert sum(a.balance for a in final.loaded.values()) == m * n
+        return figure
+    finally:
+        store.stop()
+
+
+# The peer: the eventsourcing library.
+
+
+@functools.cache
+def _peer_account() -> Any:
+    """The peer's aggregate, defined once (it needs the optional library)."""
+    from eventsourcing.domain import Aggregate, event
+
+    class PeerAccount(Aggregate):  # type: ignore[misc]
+        @event("Opened")  # type: ignore[untyped-decorator]
+        def __init__(self) -> None:
+            self.balance = 0
+
+        @event("Deposited")  # type: ignore[untyped-decorator]
+        def deposit(self, amount: int) -> None:
+            if amount <= 0:
+                raise ValueError("a deposit is positive")
+            self.balance += amount
+
+    return PeerAccount
+
+
+def run_peer(env: dict[str, str], m: int, n: int) -> float:
+    from eventsourcing.application import Application
+
+    Account = _peer_account()
+    app = Application(env=env)
+    ids = []
+    for _ in range(m):
+        account = Account()
+        app.save(account)
+        ids.append(account.id)
+
+    def body() -> None:
+        for _ in range(n):
+            for account_id in ids:
+                account = app.repository.get(account_id)  # load on demand
+                account.deposit(1)
+                app.save(account)  # optimistic concurrency on the version
+
+    return rate(m * n, body)
+
+
+def run(args: argparse.Namespace, report: Report, console: Console) -> None:
+    m = args.accounts or (200 if args.quick else 1000)
+    n = args.deposits or (2 if args.quick else 5)
+    try:
+        import eventsourcing  # noqa: F401
+
+        peer = True
+    except ImportError:
+        console.print("eventsourcing is not installed (pip install -e '.[bench]'): ours only")
+        peer = False
+    baseline = "eventsourcing memory" if peer else None
+    if peer:
+        with console.status("peers: eventsourcing in memory"):
+            report.add(
+                Figure(
+                    AREA,
+                    "eventsourcing memory",
+                    "commands/s",
+                    measure(lambda: run_peer({}, m, n), repeat=args.repeat),
+                )
+            )
+        with tempfile.TemporaryDirectory() as folder:
+
+            def sqlite() -> float:
+                path = os.path.join(folder, f"{uuid.uuid4().hex}.db")
+                env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
+                return run_peer(env, m, n)
+
+            with console.status("peers: eventsourcing on SQLite"):
+                report.add(
+                    Figure(
+                        AREA,
+                        "eventsourcing sqlite",
+                        "commands/s",
+                        measure(sqlite, repeat=args.repeat),
+                        baseline=baseline,
+                    )
+                )
+
+    def memory() -> float:
+        persistence = Persistence.in_memory(CODEC)
+        try:
+            return run_ours(persistence, m, n)
+        finally:
+            persistence.close()
+
+    with console.status("peers: ours in memory"):
+        report.add(
+            Figure(
+                AREA,
+                "ours memory",
+                "commands/s",
+                measure(memory, repeat=args.repeat),
+                baseline=baseline,
+            )
+        )
+
+    def on_redis() -> float:
+        prefix = f"ca-bench-peers-{uuid.uuid4().hex[:8]}"
+        persistence = Persistence.on_redis(args.redis, CODEC, prefix=prefix)
+        try:
+            return run_ours(persistence, m, n)
+        finally:
+            persistence.close()
+            delete_prefix(args.redis, prefix)
+
+    with console.status("peers: ours on Redis"):
+        report.add(
+            Figure(
+                AREA,
+                "ours redis",
+                "commands/s",
+                measure(on_redis, repeat=args.repeat),
+                baseline=baseline,
+            )
+        )
