@@ -117,20 +117,30 @@ class _RedisGroupBackend:
 
     def own_pending(self) -> list[Delivery]:
         # Reading its own history re-delivers (and counts) what this consumer name
-        # had read but not acknowledged before it stopped.
-        replies = self._store.pipeline(
-            [
-                ("XREADGROUP", "GROUP", self._group, self._consumer, "COUNT", CLAIM_COUNT,
-                 "STREAMS", feed, "0")
-                for feed in self._feeds
-            ],
-            doing=self._doing("reading its pending entries"),
-        )
+        # had read but not acknowledged before it stopped. Paged: every entry pending
+        # on it comes back now, not only the first page (the rest would wait for
+        # claim_idle, and then come after newer entries).
         found: dict[int, list[Any]] = {}
-        for partition, reply in enumerate(replies):
-            for _key, entries in _per_stream(self._check(reply, "reading its pending entries")):
-                if entries:
-                    found[partition] = entries
+        after = dict.fromkeys(range(len(self._feeds)), b"0")
+        while after:
+            partitions = list(after)
+            replies = self._store.pipeline(
+                [
+                    ("XREADGROUP", "GROUP", self._group, self._consumer, "COUNT", CLAIM_COUNT,
+                     "STREAMS", self._feeds[p], after[p])
+                    for p in partitions
+                ],
+                doing=self._doing("reading its pending entries"),
+            )
+            after = {}
+            for partition, reply in zip(partitions, replies, strict=True):
+                for _key, entries in _per_stream(
+                    self._check(reply, "reading its pending entries")
+                ):
+                    if entries:
+                        found.setdefault(partition, []).extend(entries)
+                        if len(entries) == CLAIM_COUNT:
+                            after[partition] = entries[-1][0]
         return self._with_counts(found)
 
     def _with_counts(self, found: dict[int, list[Any]]) -> list[Delivery]:
