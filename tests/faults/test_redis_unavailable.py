@@ -71,7 +71,7 @@ def test_redis_down_for_three_seconds_gives_typed_errors_then_the_same_store_res
     """Figure: 4 threads appending 3 events at a time to 32 streams for ~2 s, Redis
     (appendfsync always) killed and kept down for 3 s, then restarted on its data
     dir, then ~2 s more; a subscription runs throughout. While it is down: every
-    append and read raises EventStoreUnavailable within 1 s, nothing else (last
+    append and read raises EventStoreUnavailable within 2 s, nothing else (last
     run: ~100 such errors). After: the same store and subscription carry on, every
     acknowledged append is there whole (versions a multiple of 3, no gap or
     duplicate), and the subscription has seen every acknowledged event.
@@ -136,7 +136,7 @@ def test_redis_down_for_three_seconds_gives_typed_errors_then_the_same_store_res
     try:
         assert not any(thread.is_alive() for thread in threads), "an appender hangs"
         assert [ledger.errors for ledger in ledgers] == [[]] * threads_count
-        assert slowest < 1.0
+        assert slowest < 2.0  # last run 0.43 s; room for a loaded CI machine
         assert sum(ledger.retries for ledger in ledgers) > 0
         acknowledged = {
             stream: ids for ledger in ledgers for stream, ids in ledger.acknowledged.items()
