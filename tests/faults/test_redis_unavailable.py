@@ -72,9 +72,10 @@ def test_redis_down_for_three_seconds_gives_typed_errors_then_the_same_store_res
     (appendfsync always) killed and kept down for 3 s, then restarted on its data
     dir, then ~2 s more; a subscription runs throughout. While it is down: every
     append and read raises EventStoreUnavailable within 2 s, nothing else (last
-    run: ~100 such errors). After: the same store and subscription carry on, every
-    acknowledged append is there whole (versions a multiple of 3, no gap or
-    duplicate), and the subscription has seen every acknowledged event.
+    run: 12 probes, slowest 0.43 s; 104 appends retried by the appenders). After:
+    the same store and subscription carry on, every acknowledged append is there
+    whole (versions a multiple of 3, no gap or duplicate), and the subscription has
+    seen every acknowledged event.
     """
     threads_count, streams_each = 4, 8
     server = redis_server_factory(extra_args=FSYNC_ALWAYS)
