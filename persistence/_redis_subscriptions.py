@@ -39,6 +39,9 @@ READ_COUNT = 64
 CLAIM_COUNT = 100
 """Entries claimed per partition per XAUTOCLAIM."""
 
+MAX_CLAIM_PAGES = 100
+"""XAUTOCLAIM pages followed per claim (the rest waits for the next claim period)."""
+
 
 class _RedisGroupBackend:
     """``GroupBackend`` for one consumer of one group over a store's partition feeds."""
@@ -174,21 +177,31 @@ class _RedisGroupBackend:
         return out
 
     def claim(self, min_idle: float) -> list[Delivery]:
+        # Follows XAUTOCLAIM's cursor: everything idle is claimed now, not a page per
+        # claim period (a dead consumer's backlog would otherwise trickle back).
         idle_ms = max(0, int(min_idle * 1000))
-        replies = self._store.pipeline(
-            [
-                ("XAUTOCLAIM", feed, self._group, self._consumer, idle_ms, "0-0",
-                 "COUNT", CLAIM_COUNT)
-                for feed in self._feeds
-            ],
-            doing=self._doing("claiming idle entries"),
-            resend=False,  # claimed entries are this consumer's now: own_pending() finds them
-        )
         found: dict[int, list[Any]] = {}
-        for partition, reply in enumerate(replies):
-            claimed = self._check(reply, "claiming idle entries")[1]
-            if claimed:
-                found[partition] = claimed
+        cursors = dict.fromkeys(range(len(self._feeds)), b"0-0")
+        for _page in range(MAX_CLAIM_PAGES):
+            if not cursors:
+                break
+            partitions = list(cursors)
+            replies = self._store.pipeline(
+                [
+                    ("XAUTOCLAIM", self._feeds[p], self._group, self._consumer, idle_ms,
+                     cursors[p], "COUNT", CLAIM_COUNT)
+                    for p in partitions
+                ],
+                doing=self._doing("claiming idle entries"),
+                resend=False,  # claimed entries are this consumer's now: own_pending() finds them
+            )
+            cursors = {}
+            for partition, reply in zip(partitions, replies, strict=True):
+                checked = self._check(reply, "claiming idle entries")
+                if checked[1]:
+                    found.setdefault(partition, []).extend(checked[1])
+                if checked[0] not in (b"0-0", "0-0"):
+                    cursors[partition] = checked[0]
         return self._with_counts(found)
 
     def redeliver(self, delivery: Delivery) -> Delivery | None:
