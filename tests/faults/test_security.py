@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -272,3 +274,29 @@ def test_tls_through_a_rediss_url_works_and_an_untrusted_server_is_refused_typed
     said += [record.getMessage() for record in caplog.records]
     for text in said:
         assert PASSWORD not in text
+
+
+def test_the_demo_run_on_a_password_url_never_prints_the_password(
+    redis_server_factory: Callable[..., RedisServer],
+) -> None:
+    """Figure: bin/run-demo on a password-protected server, 40 customers, twice
+    (human output with --verbose, --json), and once with a wrong password: the
+    password appears in none of the 3 outputs (stdout and stderr)."""
+    server = redis_server_factory()
+    admin = redis.Redis.from_url(server.url)
+    admin.config_set("requirepass", PASSWORD)
+    admin.close()
+    url = f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"
+    runs = [
+        ([url, "--verbose"], 0),
+        ([url, "--json"], 0),
+        ([url.replace(PASSWORD, "wrong-" + PASSWORD), "--verbose"], 1),
+    ]
+    for args, code in runs:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "bin" / "run-demo"), "--customers", "40",
+             "--capacity", "30", "--redis", *args],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )
+        assert done.returncode == code, done.stderr[-2000:]
+        assert PASSWORD not in done.stdout + done.stderr
