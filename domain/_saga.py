@@ -676,8 +676,16 @@ class _Step:
         if isinstance(action, StartReservation):
             self.start(action)
         elif isinstance(action, ResumeSaga):
-            if self.saga is not None and not self.saga.status.terminal:
-                self.resend_step(self.saga)
+            saga = self.saga
+            if saga is not None and not saga.status.terminal:
+                if saga.deadline is not None and saga.deadline <= self.now:
+                    # The step's time ran out while nobody ran it: act on the deadline
+                    # now, rather than re-send the step and race the timer.
+                    self.deadline(
+                        StepDeadlinePassed(saga.reservation_id, saga.status, saga.deadline)
+                    )
+                else:
+                    self.resend_step(saga)
         elif isinstance(action, Deliver):
             if self.saga is not None:
                 self.react(self.saga, action.event)
