@@ -280,3 +280,61 @@ def test_arbitrary_stored_values_decode_or_raise_a_codec_error(
         error = codec_error_of(codec.decode_raw, type_name, schema, data, "s", 3)
         assert error is None or isinstance(error, MalformedEvent | UnknownEventType)
         assert error is None or (error.stream_id, error.version) == ("s", 3)
+
+
+@pytest.fixture(scope="module")
+def written(redis_url: str) -> Iterator[tuple[RedisEventStore, redis.Redis]]:
+    """A store and a plain client on the shared server, under a prefix of their own."""
+    prefix = f"ca-test-prop-{uuid.uuid4().hex[:8]}"
+    store = RedisEventStore.from_url(redis_url, make_codec(), prefix=prefix, partitions=1)
+    plain = redis.Redis.from_url(redis_url)
+    yield store, plain
+    for key in plain.scan_iter(match=f"{prefix}*", count=1000):
+        plain.unlink(key)
+    plain.close()
+    store.close()
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    fields=st.dictionaries(st.one_of(_known, st.binary(min_size=1, max_size=8)), _value,
+                           min_size=1, max_size=12),
+    overrides=st.lists(st.tuples(_known, _value), max_size=3),
+)
+def test_arbitrary_entries_written_into_our_keys_read_back_as_events_or_codec_errors(
+    written: tuple[RedisEventStore, redis.Redis],
+    fields: dict[bytes, bytes],
+    overrides: list[tuple[bytes, bytes]],
+) -> None:
+    """Figure: 200 generated entries, each written by a plain client both as an
+    arbitrary entry and as a well-formed one with arbitrary values in some fields,
+    into an aggregate stream and into the feed, then read through the store
+    (``read``, ``read_feed``): 800 reads, each an event or a CodecError."""
+    store, plain = written
+    stream_id = uuid.uuid4().hex
+    key = f"{store.layout.prefix}:{{p0}}:stream:{stream_id}"
+    feed = store.layout.feed(0)
+    shapes = [fields, _as_dict(_well_formed_but_for(overrides, list(STREAM_FIELDS)))]
+    for n, shape in enumerate(shapes, 1):
+        plain.xadd(key, shape, id=f"{n}-0")  # type: ignore[arg-type]
+        error = codec_error_of(store.read, stream_id, n - 1, n)
+        assert error is None or (error.stream_id, error.version) == (stream_id, n)
+    feed_shapes = [shapes[0], _as_dict(_well_formed_but_for(overrides, list(FEED_FIELDS)))]
+    for shape in feed_shapes:
+        entry_id = plain.xadd(feed, shape)  # type: ignore[arg-type]
+        # The exclusive start finds exactly this entry:
+        assert [i for i, _ in plain.xrange(feed, f"({_just_before(entry_id)}", "+")] == [entry_id]
+        error = codec_error_of(store.read_feed, 0, _just_before(entry_id), 1)
+        assert error is None or error.position == f"0/{entry_id.decode()}"
+
+
+def _as_dict(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def _just_before(entry_id: bytes) -> str:
+    """An id below ``entry_id`` and above every id before it (for an exclusive start)."""
+    ms, seq = (int(part) for part in entry_id.split(b"-"))
+    return f"{ms}-{seq - 1}" if seq else f"{ms - 1}-{2**64 - 1}"
