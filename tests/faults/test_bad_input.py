@@ -25,6 +25,7 @@ from persistence import (
     UnknownEventType,
 )
 from persistence._redis_layout import FEED_FIELDS, STREAM_FIELDS
+from tests.conftest import RUN_PREFIX
 from tests.persistence.conftest import wait_for
 from tests.persistence.events import Deposited, make_codec
 from tests.redis_server import RedisServer
@@ -221,9 +222,10 @@ def _well_formed_but_for(
 
 @pytest.fixture(scope="module")
 def lone_store(redis_url: str) -> Iterator[RedisEventStore]:
-    """A store only used to decode entries (the property tests write nothing)."""
+    """A store only used to decode entries (it writes only its layout record, which
+    the session's clean-up of RUN_PREFIX removes)."""
     store = RedisEventStore.from_url(
-        redis_url, make_codec(), prefix=f"ca-test-prop-{uuid.uuid4().hex[:8]}", partitions=1
+        redis_url, make_codec(), prefix=f"{RUN_PREFIX}-prop-{uuid.uuid4().hex[:8]}", partitions=1
     )
     yield store
     store.close()
@@ -285,7 +287,7 @@ def test_arbitrary_stored_values_decode_or_raise_a_codec_error(
 @pytest.fixture(scope="module")
 def written(redis_url: str) -> Iterator[tuple[RedisEventStore, redis.Redis]]:
     """A store and a plain client on the shared server, under a prefix of their own."""
-    prefix = f"ca-test-prop-{uuid.uuid4().hex[:8]}"
+    prefix = f"{RUN_PREFIX}-prop-{uuid.uuid4().hex[:8]}"
     store = RedisEventStore.from_url(redis_url, make_codec(), prefix=prefix, partitions=1)
     plain = redis.Redis.from_url(redis_url)
     yield store, plain
