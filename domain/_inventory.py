@@ -566,9 +566,18 @@ def _load(key: SectionKey, env: InventoryEnvironment) -> Effect[InventoryAction]
 
 
 def _drain(
-    key: SectionKey, slot: Slot[SectionState, InventoryCommand], env: InventoryEnvironment
+    key: SectionKey,
+    slot: Slot[SectionState, InventoryCommand],
+    env: InventoryEnvironment,
+    *,
+    just_loaded: bool = False,
 ) -> Effects:
-    """Decide waiting commands in batches until one needs an append (or none wait)."""
+    """Decide waiting commands in batches until one needs an append (or none wait).
+
+    A confirm of a reservation this section has never seen may come from a hold that
+    another process recorded after this section was loaded: unless the state was
+    just loaded, the section is reloaded before such a confirm is refused.
+    """
     assert slot.state is not None
     effects: Effects = []
     max_batch = env.settings.max_batch
@@ -577,7 +586,18 @@ def _drain(
         replies: list[InventoryReply] = []
         events: list[DomainEvent] = []
         while slot.waiting and len(batch) < max_batch:
-            command = slot.waiting.popleft()
+            command = slot.waiting[0]
+            if (
+                not just_loaded
+                and isinstance(command, ConfirmReservation)
+                and command.reservation_id not in slot.state.reservations
+            ):
+                if batch:
+                    break  # decided after this batch's append, or after a reload
+                slot.phase = "loading"
+                slot.state = None
+                return [*effects, _load(key, env)]
+            slot.waiting.popleft()
             decision = decide(slot.state, command)
             for event in decision.events:
                 evolve_section(slot.state, event)
@@ -611,7 +631,7 @@ def _loaded(state: InventoryState, action: SectionLoaded, env: InventoryEnvironm
     slot.phase = "ready"
     slot.state = action.loaded.state
     slot.version = action.loaded.version
-    return _drain(action.key, slot, env)
+    return _drain(action.key, slot, env, just_loaded=True)
 
 
 def _load_failed(state: InventoryState, action: SectionLoadFailed) -> Effects:

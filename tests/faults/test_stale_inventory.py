@@ -1,4 +1,4 @@
-"""Found by the racing-clients test: a confirm decided on a stale section is refused."""
+"""Found by the racing-clients test: a confirm decided on a stale section was refused."""
 
 from __future__ import annotations
 
@@ -64,12 +64,6 @@ def ask(store: Inventory, command: InventoryCommand) -> InventoryAction:
     return store.send_and_wait_for(command, answers, timeout=10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="domain bug: ConfirmReservation is decided on the store's cached section without "
-    "re-reading the stream; a hold written by another store is refused as "
-    "unknown_reservation, so across processes the saga waits its retry_interval (5 s)",
-)
 def test_a_confirm_for_seats_another_store_held_confirms_them(
     two_inventories: tuple[Inventory, Inventory],
 ) -> None:
