@@ -95,6 +95,23 @@ def measure(
     return samples
 
 
+def measure_figure(
+    report: Report,
+    console: Any,
+    area: str,
+    name: str,
+    unit: str,
+    run_once: Callable[[], float],
+    *,
+    repeat: int,
+    baseline: str | None = None,
+) -> Figure:
+    """Measure ``run_once`` (with a status line on ``console``) into a figure of ``report``."""
+    with console.status(f"{area}: {name}"):
+        samples = measure(run_once, repeat=repeat)
+    return report.add(Figure(area, name, unit, samples, baseline=baseline))
+
+
 def rate(count: int, fn: Callable[[], None]) -> float:
     """Run ``fn`` once and return ``count`` per second of wall-clock time."""
     start = time.perf_counter()

@@ -21,6 +21,7 @@ import os
 import tempfile
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 
 from actors import Effect, Store
-from benchmarks._harness import Figure, Report, delete_prefix, measure, rate
+from benchmarks._harness import Report, delete_prefix, measure_figure, rate
 from persistence import Codec, ConcurrencyError, EventStore, Persistence
 
 AREA = "peers"
@@ -245,16 +246,14 @@ def run(args: argparse.Namespace, report: Report, console: Console) -> None:
         console.print("eventsourcing is not installed (pip install -e '.[bench]'): ours only")
         peer = False
     baseline = "eventsourcing memory" if peer else None
+
+    def add(name: str, run_once: Callable[[], float], base: str | None = baseline) -> None:
+        measure_figure(
+            report, console, AREA, name, "commands/s", run_once, repeat=args.repeat, baseline=base
+        )
+
     if peer:
-        with console.status("peers: eventsourcing in memory"):
-            report.add(
-                Figure(
-                    AREA,
-                    "eventsourcing memory",
-                    "commands/s",
-                    measure(lambda: run_peer({}, m, n), repeat=args.repeat),
-                )
-            )
+        add("eventsourcing memory", lambda: run_peer({}, m, n), None)
         with tempfile.TemporaryDirectory() as folder:
 
             def sqlite() -> float:
@@ -262,16 +261,7 @@ def run(args: argparse.Namespace, report: Report, console: Console) -> None:
                 env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
                 return run_peer(env, m, n)
 
-            with console.status("peers: eventsourcing on SQLite"):
-                report.add(
-                    Figure(
-                        AREA,
-                        "eventsourcing sqlite",
-                        "commands/s",
-                        measure(sqlite, repeat=args.repeat),
-                        baseline=baseline,
-                    )
-                )
+            add("eventsourcing sqlite", sqlite)
 
     def memory() -> float:
         persistence = Persistence.in_memory(CODEC)
@@ -280,16 +270,7 @@ def run(args: argparse.Namespace, report: Report, console: Console) -> None:
         finally:
             persistence.close()
 
-    with console.status("peers: ours in memory"):
-        report.add(
-            Figure(
-                AREA,
-                "ours memory",
-                "commands/s",
-                measure(memory, repeat=args.repeat),
-                baseline=baseline,
-            )
-        )
+    add("ours memory", memory)
 
     def on_redis() -> float:
         prefix = f"ca-bench-peers-{uuid.uuid4().hex[:8]}"
@@ -300,13 +281,4 @@ def run(args: argparse.Namespace, report: Report, console: Console) -> None:
             persistence.close()
             delete_prefix(args.redis, prefix)
 
-    with console.status("peers: ours on Redis"):
-        report.add(
-            Figure(
-                AREA,
-                "ours redis",
-                "commands/s",
-                measure(on_redis, repeat=args.repeat),
-                baseline=baseline,
-            )
-        )
+    add("ours redis", on_redis)

@@ -166,8 +166,21 @@ def _run(
         for i in range(pipelined_n):
             stream = f"s{i % streams}"
             pipe.evalsha(
-                sha, 2, f"{tag}:stream:{stream}", f"{tag}:feed", i // streams, 1, stream,
-                "SeatsReserved", 1, payload, uuid.uuid4().hex, "", "", repr(time.time()), b"",
+                sha,
+                2,
+                f"{tag}:stream:{stream}",
+                f"{tag}:feed",
+                i // streams,
+                1,
+                stream,
+                "SeatsReserved",
+                1,
+                payload,
+                uuid.uuid4().hex,
+                "",
+                "",
+                repr(time.time()),
+                b"",
             )
             if i % 1000 == 999:
                 pipe.execute()
@@ -251,8 +264,7 @@ def _run(
         (f"append, {threads} threads", "appends/s", append_threads, "raw XADD pipelined", True),
         ("load 10,000 events", "ms", load, None, False),
         ("load from snapshot", "ms", load_snapshot, "load 10,000 events", False),
-        ("memory append, one at a time", "appends/s", memory_append, "append, one at a time",
-         True),
+        ("memory append, one at a time", "appends/s", memory_append, "append, one at a time", True),
         ("memory load 10,000", "ms", memory_load, "load 10,000 events", False),
     ]
     samples: dict[str, list[float]] = {name: [] for name, *_ in figures}
@@ -281,14 +293,22 @@ def _print_targets(report: Report, console: Console, threads: int) -> None:
 
     one, raw_one = median("append, one at a time"), median("raw XADD")
     rows = [
-        ("one-at-a-time appends >= 80% of raw XADD", one / raw_one >= 0.8,
-         f"{one / raw_one:.0%}"),
-        (f"{threads} threads >= 60,000 appends/s", median(f"append, {threads} threads") >= 60_000,
-         f"{median(f'append, {threads} threads'):,.0f}/s"),
-        ("load 10,000 events < 50 ms", median("load 10,000 events") < 50,
-         f"{median('load 10,000 events'):.1f} ms"),
-        ("load from snapshot < 5 ms", median("load from snapshot") < 5,
-         f"{median('load from snapshot'):.2f} ms"),
+        ("one-at-a-time appends >= 80% of raw XADD", one / raw_one >= 0.8, f"{one / raw_one:.0%}"),
+        (
+            f"{threads} threads >= 60,000 appends/s",
+            median(f"append, {threads} threads") >= 60_000,
+            f"{median(f'append, {threads} threads'):,.0f}/s",
+        ),
+        (
+            "load 10,000 events < 50 ms",
+            median("load 10,000 events") < 50,
+            f"{median('load 10,000 events'):.1f} ms",
+        ),
+        (
+            "load from snapshot < 5 ms",
+            median("load from snapshot") < 5,
+            f"{median('load from snapshot'):.2f} ms",
+        ),
     ]
     figure = report.find(AREA, f"append, {threads} threads")
     if figure is not None and figure.extra:

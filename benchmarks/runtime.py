@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import pykka
 from rich.console import Console
 
 from actors import Effect, Store
-from benchmarks._harness import Figure, Report, measure, rate
+from benchmarks._harness import Report, measure_figure, rate
 
 AREA = "runtime"
 
@@ -142,62 +143,19 @@ def run(args: argparse.Namespace, report: Report, console: Console) -> None:
         finally:
             store.stop()
 
-    with console.status("runtime: raw pykka tell"):
-        report.add(
-            Figure(
-                AREA,
-                "pykka tell",
-                "msg/s",
-                measure(lambda: pykka_tell(CountingActor), repeat=args.repeat),
-            )
+    def add(name: str, unit: str, run_once: Callable[[], float], baseline: str | None) -> None:
+        measure_figure(
+            report, console, AREA, name, unit, run_once, repeat=args.repeat, baseline=baseline
         )
-    with console.status("runtime: pykka tell, SimpleQueue inbox"):
-        report.add(
-            Figure(
-                AREA,
-                "pykka tell (SimpleQueue inbox)",
-                "msg/s",
-                measure(lambda: pykka_tell(SimpleQueueCountingActor), repeat=args.repeat),
-                baseline="pykka tell",
-            )
-        )
-    with console.status("runtime: reducer actor"):
-        report.add(
-            Figure(
-                AREA,
-                "reducer actor",
-                "msg/s",
-                measure(lambda: pykka_tell(ReducerActor), repeat=args.repeat),
-                baseline="pykka tell",
-            )
-        )
-    with console.status("runtime: store send"):
-        report.add(
-            Figure(
-                AREA,
-                "store send",
-                "actions/s",
-                measure(store_send, repeat=args.repeat),
-                baseline="pykka tell",
-            )
-        )
-    with console.status("runtime: feedback in flight"):
-        report.add(
-            Figure(
-                AREA,
-                "feedback in flight",
-                "round trips/s",
-                measure(feedback_in_flight, repeat=args.repeat),
-                baseline="pykka tell",
-            )
-        )
-    with console.status("runtime: feedback round trip"):
-        report.add(
-            Figure(
-                AREA,
-                "feedback round trip",
-                "round trips/s",
-                measure(feedback_round_trip, repeat=args.repeat),
-                baseline="pykka tell",
-            )
-        )
+
+    add("pykka tell", "msg/s", lambda: pykka_tell(CountingActor), None)
+    add(
+        "pykka tell (SimpleQueue inbox)",
+        "msg/s",
+        lambda: pykka_tell(SimpleQueueCountingActor),
+        "pykka tell",
+    )
+    add("reducer actor", "msg/s", lambda: pykka_tell(ReducerActor), "pykka tell")
+    add("store send", "actions/s", store_send, "pykka tell")
+    add("feedback in flight", "round trips/s", feedback_in_flight, "pykka tell")
+    add("feedback round trip", "round trips/s", feedback_round_trip, "pykka tell")
