@@ -1,13 +1,15 @@
 """Effects: immutable descriptions of work, from a closed set.
 
 A reducer returns effects; it never runs them. The store interprets them: ``future``
-and ``run`` functions on the executor, ``delay`` through the store's clock, and every
+and ``run`` functions on the executor, ``pipe`` through a ``concurrent.futures.Future``
+that a client library completes, ``delay`` through the store's clock, and every
 action they produce is fed back into the same store's mailbox.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -58,6 +60,24 @@ class Effect(Generic[A]):
         dropped.
         """
         return _Run(fn, name or _name_of(fn))
+
+    @staticmethod
+    def pipe(start: Callable[[], Future[A | None]], *, name: str | None = None) -> Effect[A]:
+        """Start work that completes by itself; the action its future gives is fed back.
+
+        Akka's ``pipeToSelf``: for a client that is already asynchronous (a batching
+        writer, a connection pool with its own I/O thread), so the work costs no
+        executor thread while it waits. A failed future is reported as an effect
+        that raised (``EffectFailed``).
+
+        Args:
+            start: a function of no arguments, called on the store's thread when the
+                effect starts: it must not block (hand the work over and return). It
+                returns a ``concurrent.futures.Future`` whose result, if not None, is
+                fed back; an exception it raises fails the effect.
+            name: how errors and the TestStore name this effect (default: start's name).
+        """
+        return _Pipe(start, name or _name_of(start))
 
     @staticmethod
     def send(action: A) -> Effect[A]:
@@ -149,6 +169,15 @@ class _Run(Effect[A]):
 
     def __repr__(self) -> str:
         return f"Effect.run({self.name})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Pipe(Effect[A]):
+    fn: Callable[[], Future[A | None]]
+    name: str
+
+    def __repr__(self) -> str:
+        return f"Effect.pipe({self.name})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """Interpreting effects: the part shared by ``Store`` and ``TestStore``.
 
-The runner walks an effect tree and turns its leaves (``future``, ``run``, ``send``,
-``delay``) into tasks. A backend decides where a task's work runs: the store puts it
+The runner walks an effect tree and turns its leaves (``future``, ``run``, ``pipe``,
+``send``, ``delay``) into tasks. A backend decides where a task's work runs: the store puts it
 on an executor and gets results back through its mailbox; the test store runs it on
 the test thread and queues the results for ``receive``. Everything here runs on the
 owner's thread (the store's actor thread, or the test's), so it takes no locks.
@@ -23,6 +23,7 @@ from actors._effect import (
     _Map,
     _Merge,
     _Nothing,
+    _Pipe,
     _Run,
     _Send,
 )
@@ -121,6 +122,10 @@ class EffectRunner(ABC):
     def spawn_run(self, task: Task, fn: Callable[[Callable[[Any], None]], None]) -> None: ...
 
     @abstractmethod
+    def spawn_pipe(self, task: Task, start: Callable[[], Any]) -> None:
+        """Call ``start()`` now; feed back its future's result when it completes."""
+
+    @abstractmethod
     def post(self, task: Task, action: Any) -> None:
         """Feed ``action`` back soon (for ``Effect.send``)."""
 
@@ -167,6 +172,9 @@ class EffectRunner(ABC):
         elif kind is _Run:
             assert isinstance(effect, _Run)
             self.spawn_run(self._task(effect, handle, transform, keys, group), effect.fn)
+        elif kind is _Pipe:
+            assert isinstance(effect, _Pipe)
+            self.spawn_pipe(self._task(effect, handle, transform, keys, group), effect.fn)
         elif kind is _Cancellable:
             assert isinstance(effect, _Cancellable)
             if effect.cancel_in_flight:

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, Generic, Literal, TypeVar
 
 import pykka
@@ -199,6 +199,29 @@ class _StoreRunner(EffectRunner):
             task.work = self._executor.submit(work)
         except Exception as error:  # e.g. a shut-down executor: fail the task, never hang
             post(_LeafDone(task, None, error))
+
+    def spawn_pipe(self, task: Task, start: Callable[[], Any]) -> None:
+        post = self._post_msg
+        try:
+            future = start()
+            if not isinstance(future, Future):
+                raise TypeError(f"Effect.pipe: start() returned {future!r}, not a Future")
+        except Exception as error:
+            post(_LeafDone(task, None, error))
+            return
+
+        # Runs on whichever thread completes the future (the client's I/O thread):
+        # it only posts to the mailbox. The future is not cancelled with the task:
+        # the work was handed over, and a cancelled task drops its late result anyway.
+        def done(completed: Future[Any]) -> None:
+            try:
+                result = completed.result()
+            except BaseException as error:  # reported, never lost: see EffectFailed
+                post(_LeafDone(task, None, error))
+            else:
+                post(_LeafDone(task, result, None))
+
+        future.add_done_callback(done)
 
     def post(self, task: Task, action: Any) -> None:
         self._post_msg(_LeafDone(task, action, None))

@@ -1,10 +1,11 @@
 """``TestStore``: exhaustive, deterministic tests of a reducer and its effects.
 
 Everything runs on the test's thread. ``future`` and ``run`` effects run as soon as
-they start, and the actions they produce wait in a queue until the test ``receive``s
-them; delays wait on a ``ManualClock`` until the test ``advance``s it. Exhaustive by
-default: an action fed back and not received, or an effect still running at
-``finish()``, fails the test and is named in the message.
+they start (a ``pipe`` effect's future is awaited then), and the actions they
+produce wait in a queue until the test ``receive``s them; delays wait on a
+``ManualClock`` until the test ``advance``s it. Exhaustive by default: an action fed
+back and not received, or an effect still running at ``finish()``, fails the test
+and is named in the message.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import difflib
 import pprint
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from actors._clock import ManualClock
@@ -28,6 +30,9 @@ S = TypeVar("S")
 A = TypeVar("A")
 E = TypeVar("E")
 
+PIPE_TIMEOUT = 30.0
+"""Seconds a TestStore waits for an ``Effect.pipe`` future before failing the effect."""
+
 
 class _TestRunner(EffectRunner):
     def __init__(self, owner: TestStore[Any, Any, Any]) -> None:
@@ -37,6 +42,22 @@ class _TestRunner(EffectRunner):
     def spawn_future(self, task: Task, fn: Callable[[], Any]) -> None:
         try:
             result = fn()
+        except Exception as cause:
+            self.finish(task)
+            raise self._owner._effect_failed(task, cause) from cause
+        if result is None:
+            self.finish(task)
+        else:
+            self._enqueue(task, result)
+
+    def spawn_pipe(self, task: Task, start: Callable[[], Any]) -> None:
+        # The future is awaited here, on the test's thread, so the test stays
+        # deterministic: its result waits in the queue like a future's.
+        try:
+            future = start()
+            if not isinstance(future, Future):
+                raise TypeError(f"Effect.pipe: start() returned {future!r}, not a Future")
+            result = future.result(timeout=PIPE_TIMEOUT)
         except Exception as cause:
             self.finish(task)
             raise self._owner._effect_failed(task, cause) from cause

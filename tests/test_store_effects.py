@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,103 @@ def test_a_futures_result_is_fed_back_and_none_feeds_nothing_back(stores: Stores
     store.send("go").wait(timeout=WAIT)
 
     assert store.state(timeout=WAIT) == ["go", "result"]
+
+
+def test_a_piped_futures_result_is_fed_back_when_another_thread_completes_it(
+    stores: Stores,
+) -> None:
+    env = Env()
+    pending: list[Future[str | None]] = []
+    threads: list[str] = []
+
+    def start() -> Future[str | None]:
+        # Called on the store's thread: the work is only handed over here.
+        threads.append(threading.current_thread().name)
+        future: Future[str | None] = Future()
+        pending.append(future)
+        if len(pending) == 2:
+            env.mark("started")
+        return future
+
+    store = stores.start(
+        scripted({"go": lambda env: [Effect.pipe(start), Effect.pipe(start)]}), [], env
+    )
+    handle = store.send("go")
+    assert env.reached("started")
+    assert not handle.done  # the effects count as running until their futures complete
+
+    def complete() -> None:
+        pending[0].set_result("piped")
+        pending[1].set_result(None)
+
+    completer = threading.Thread(target=complete)
+    completer.start()
+    completer.join(WAIT)
+    handle.wait(timeout=WAIT)
+
+    assert store.state(timeout=WAIT) == ["go", "piped"]
+    # Started on the store's own thread; no executor thread was taken.
+    assert threads[0] == threads[1]
+    assert not threads[0].startswith("actors-effect")
+
+
+def test_a_piped_future_that_fails_or_a_start_that_raises_fails_the_handle(
+    stores: Stores,
+) -> None:
+    def failing() -> Future[str]:
+        future: Future[str] = Future()
+        future.set_exception(ConnectionError("writer lost its connection"))
+        return future
+
+    def broken() -> Future[str]:
+        raise RuntimeError("queue closed")
+
+    store = stores.start(
+        scripted(
+            {
+                "fail": lambda env: [Effect.pipe(failing, name="append")],
+                "break": lambda env: [Effect.pipe(broken, name="append")],
+                "not a future": lambda env: [Effect.pipe(lambda: "x", name="odd")],  # type: ignore[arg-type,return-value]
+            }
+        ),
+        [],
+        Env(),
+    )
+
+    for action, cause in [
+        ("fail", ConnectionError),
+        ("break", RuntimeError),
+        ("not a future", TypeError),
+    ]:
+        with pytest.raises(EffectFailed) as failed:
+            store.send(action).wait(timeout=WAIT)
+        assert isinstance(failed.value.__cause__, cause)
+    store.send("probe").wait(timeout=WAIT)  # the store lives on
+    assert store.state(timeout=WAIT) == ["fail", "break", "not a future", "probe"]
+
+
+def test_cancel_drops_the_result_of_a_piped_future_without_cancelling_the_future(
+    stores: Stores,
+) -> None:
+    future: Future[str] = Future()
+    store = stores.start(
+        scripted(
+            {
+                "start": lambda env: [Effect.pipe(lambda: future).cancellable("job")],
+                "cancel": lambda env: [Effect.cancel("job")],
+            }
+        ),
+        [],
+        Env(),
+    )
+    started = store.send("start")
+    store.send("cancel").wait(timeout=WAIT)
+    started.wait(timeout=WAIT)  # a cancelled effect counts as finished
+
+    assert not future.cancelled()  # the work was handed over; only its result is dropped
+    future.set_result("late")
+    store.send("probe").wait(timeout=WAIT)
+    assert store.state(timeout=WAIT) == ["start", "cancel", "probe"]
 
 
 def test_a_run_effect_feeds_back_every_action_it_sends_in_order(stores: Stores) -> None:

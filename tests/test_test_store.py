@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +165,35 @@ def test_an_effect_that_raises_fails_the_step_with_effect_failed() -> None:
     store = TestStore(reducer, Counter(), Env())
 
     with pytest.raises(EffectFailed, match="broken") as failed:
+        store.send("go")
+    assert isinstance(failed.value.__cause__, ConnectionError)
+
+
+def test_a_piped_future_is_awaited_on_the_test_thread_and_its_result_received() -> None:
+    def reducer(state: Counter, action: Any, env: Env) -> list[Effect[Any]]:
+        if action == "fetch":
+            done: Future[str] = Future()
+            threading.Timer(0.01, done.set_result, ["fetched"]).start()
+            return [Effect.pipe(lambda: done, name="fetch_it")]
+        if action == "fetched":
+            state.fetched.append(action)
+        return []
+
+    store = TestStore(reducer, Counter(), Env())
+    store.send("fetch")
+    store.receive("fetched", fetched("fetched"))
+    store.finish()
+
+
+def test_a_piped_future_that_fails_fails_the_step_with_effect_failed() -> None:
+    def reducer(state: Counter, action: Any, env: Env) -> list[Effect[Any]]:
+        failed: Future[str] = Future()
+        failed.set_exception(ConnectionError("down"))
+        return [Effect.pipe(lambda: failed, name="append")]
+
+    store = TestStore(reducer, Counter(), Env())
+
+    with pytest.raises(EffectFailed, match="append") as failed:
         store.send("go")
     assert isinstance(failed.value.__cause__, ConnectionError)
 
