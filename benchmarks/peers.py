@@ -18,21 +18,24 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shutil
 import tempfile
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 
-from actors import Effect, Store
+from actors import Effect, Store, StoreRef
 from benchmarks._harness import Report, delete_prefix, measure_figure, rate
 from persistence import Codec, ConcurrencyError, EventStore, Persistence
 
 AREA = "peers"
+CONCURRENCY = (1, 4, 16, 64)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         help="the Redis to measure on (keys under a fresh prefix, deleted after)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(part) for part in text.split(",") if part],
+        default=None,
+        metavar="C,C,...",
+        help="callers for the throughput-vs-concurrency sweep "
+        "(default 1,4,16,64; 1,16 with --quick; '' for none)",
     )
 
 
@@ -192,6 +203,37 @@ def run_ours(persistence: Persistence, m: int, n: int) -> float:
         store.stop()
 
 
+def drive_callers(store: StoreRef[Any, Any], names: Sequence[str], n: int, callers: int) -> None:
+    """``callers`` threads, each depositing into its own share of ``names`` ``n`` times.
+
+    A caller sends one command and waits for its whole cascade (load, append) before
+    the next, so exactly ``callers`` commands are in flight: the concurrency an
+    application with that many request threads gives the store.
+    """
+
+    def caller(share: Sequence[str]) -> None:
+        for _ in range(n):
+            for name in share:
+                store.send(Deposit(name, 1)).wait(120)
+
+    with ThreadPoolExecutor(callers, thread_name_prefix="caller") as pool:
+        # list() re-raises a caller's failure here instead of losing it
+        list(pool.map(caller, [names[i::callers] for i in range(callers)]))
+
+
+def run_ours_callers(persistence: Persistence, m: int, n: int, callers: int) -> float:
+    """The workload with ``callers`` commands in flight instead of all of them."""
+    store = Store.start(accounts, Accounts, Env(persistence.events), name="accounts")
+    names = [uuid.uuid4().hex[:12] for _ in range(m)]
+    try:
+        figure = rate(m * n, lambda: drive_callers(store, names, n, callers))
+        final = store.state(30)
+        assert sum(a.balance for a in final.loaded.values()) == m * n
+        return figure
+    finally:
+        store.stop()
+
+
 # The peer: the eventsourcing library.
 
 
@@ -233,6 +275,35 @@ def run_peer(env: dict[str, str], m: int, n: int) -> float:
                 app.save(account)  # optimistic concurrency on the version
 
     return rate(m * n, body)
+
+
+def run_peer_callers(env: dict[str, str], m: int, n: int, callers: int) -> float:
+    """The peer with ``callers`` threads, each on its own share of the accounts."""
+    from eventsourcing.application import Application
+
+    Account = _peer_account()
+    app = Application(env=env)
+    ids = []
+    for _ in range(m):
+        account = Account()
+        app.save(account)
+        ids.append(account.id)
+
+    def caller(share: Sequence[Any]) -> None:
+        for _ in range(n):
+            for account_id in share:
+                account = app.repository.get(account_id)
+                account.deposit(1)
+                app.save(account)
+
+    def body() -> None:
+        with ThreadPoolExecutor(callers, thread_name_prefix="caller") as pool:
+            list(pool.map(caller, [ids[i::callers] for i in range(callers)]))
+
+    try:
+        return rate(m * n, body)
+    finally:
+        app.close()
 
 
 def run(args: argparse.Namespace, report: Report, console: Console) -> None:
@@ -282,3 +353,79 @@ def run(args: argparse.Namespace, report: Report, console: Console) -> None:
             delete_prefix(args.redis, prefix)
 
     add("ours redis", on_redis)
+    sweep(args, report, console, m, n, peer)
+
+
+def sweep(
+    args: argparse.Namespace, report: Report, console: Console, m: int, n: int, peer: bool
+) -> None:
+    """Throughput against concurrency (``--concurrency``): the figures ``--plot`` draws.
+
+    Each figure carries ``series`` and ``concurrency`` (commands in flight) in its
+    ``extra``; the all-in-flight figures above join their series at ``m * n``.
+    """
+    for series in ("ours memory", "ours redis"):
+        figure = report.find(AREA, series)
+        if figure is not None:
+            figure.extra.update(series=series, concurrency=m * n)
+    folder = tempfile.mkdtemp(prefix="bench-peers-")
+    try:
+        levels = args.concurrency
+        if levels is None:
+            levels = [1, 16] if args.quick else list(CONCURRENCY)
+        for callers in levels:
+            _sweep_at(args, report, console, m, n, peer, callers, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sweep_at(
+    args: argparse.Namespace,
+    report: Report,
+    console: Console,
+    m: int,
+    n: int,
+    peer: bool,
+    callers: int,
+    folder: str,
+) -> None:
+    def add(series: str, run_once: Callable[[], float], base: str | None) -> None:
+        figure = measure_figure(
+            report,
+            console,
+            AREA,
+            f"{series} c={callers}",
+            "commands/s",
+            run_once,
+            repeat=args.repeat,
+            baseline=base,
+        )
+        figure.extra.update(series=series, concurrency=callers)
+
+    def sqlite() -> float:
+        path = os.path.join(folder, f"{uuid.uuid4().hex}.db")
+        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
+        return run_peer_callers(env, m, n, callers)
+
+    def memory() -> float:
+        persistence = Persistence.in_memory(CODEC)
+        try:
+            return run_ours_callers(persistence, m, n, callers)
+        finally:
+            persistence.close()
+
+    def on_redis() -> float:
+        prefix = f"ca-bench-peers-{uuid.uuid4().hex[:8]}"
+        persistence = Persistence.on_redis(args.redis, CODEC, prefix=prefix)
+        try:
+            return run_ours_callers(persistence, m, n, callers)
+        finally:
+            persistence.close()
+            delete_prefix(args.redis, prefix)
+
+    base = f"eventsourcing memory c={callers}" if peer else None
+    if peer:
+        add("eventsourcing memory", lambda: run_peer_callers({}, m, n, callers), None)
+        add("eventsourcing sqlite", sqlite, base)
+    add("ours memory", memory, base)
+    add("ours redis", on_redis, base)
