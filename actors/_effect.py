@@ -62,22 +62,32 @@ class Effect(Generic[A]):
         return _Run(fn, name or _name_of(fn))
 
     @staticmethod
-    def pipe(start: Callable[[], Future[A | None]], *, name: str | None = None) -> Effect[A]:
+    def pipe(
+        start: Callable[[], Future[Any]],
+        *,
+        recover: Callable[[BaseException], A | None] | None = None,
+        name: str | None = None,
+    ) -> Effect[A]:
         """Start work that completes by itself; the action its future gives is fed back.
 
         Akka's ``pipeToSelf``: for a client that is already asynchronous (a batching
         writer, a connection pool with its own I/O thread), so the work costs no
         executor thread while it waits. A failed future is reported as an effect
-        that raised (``EffectFailed``).
+        that raised (``EffectFailed``), unless ``recover`` turns its exception into
+        an action. Chain ``.map`` to turn the future's result into an action.
 
         Args:
             start: a function of no arguments, called on the store's thread when the
                 effect starts: it must not block (hand the work over and return). It
                 returns a ``concurrent.futures.Future`` whose result, if not None, is
                 fed back; an exception it raises fails the effect.
+            recover: called with the future's exception (on the thread that
+                completed the future: keep it cheap and pure); the action it returns
+                (if not None) is fed back instead of failing the effect. An
+                exception it raises fails the effect.
             name: how errors and the TestStore name this effect (default: start's name).
         """
-        return _Pipe(start, name or _name_of(start))
+        return _Pipe(start, recover, name or _name_of(start))
 
     @staticmethod
     def send(action: A) -> Effect[A]:
@@ -173,7 +183,8 @@ class _Run(Effect[A]):
 
 @dataclass(frozen=True, slots=True)
 class _Pipe(Effect[A]):
-    fn: Callable[[], Future[A | None]]
+    fn: Callable[[], Future[Any]]
+    recover: Callable[[BaseException], A | None] | None
     name: str
 
     def __repr__(self) -> str:

@@ -122,7 +122,12 @@ class EffectRunner(ABC):
     def spawn_run(self, task: Task, fn: Callable[[Callable[[Any], None]], None]) -> None: ...
 
     @abstractmethod
-    def spawn_pipe(self, task: Task, start: Callable[[], Any]) -> None:
+    def spawn_pipe(
+        self,
+        task: Task,
+        start: Callable[[], Any],
+        recover: Callable[[BaseException], Any] | None,
+    ) -> None:
         """Call ``start()`` now; feed back its future's result when it completes."""
 
     @abstractmethod
@@ -174,7 +179,8 @@ class EffectRunner(ABC):
             self.spawn_run(self._task(effect, handle, transform, keys, group), effect.fn)
         elif kind is _Pipe:
             assert isinstance(effect, _Pipe)
-            self.spawn_pipe(self._task(effect, handle, transform, keys, group), effect.fn)
+            task = self._task(effect, handle, transform, keys, group)
+            self.spawn_pipe(task, effect.fn, effect.recover)
         elif kind is _Cancellable:
             assert isinstance(effect, _Cancellable)
             if effect.cancel_in_flight:

@@ -200,7 +200,12 @@ class _StoreRunner(EffectRunner):
         except Exception as error:  # e.g. a shut-down executor: fail the task, never hang
             post(_LeafDone(task, None, error))
 
-    def spawn_pipe(self, task: Task, start: Callable[[], Any]) -> None:
+    def spawn_pipe(
+        self,
+        task: Task,
+        start: Callable[[], Any],
+        recover: Callable[[BaseException], Any] | None,
+    ) -> None:
         post = self._post_msg
         try:
             future = start()
@@ -217,9 +222,15 @@ class _StoreRunner(EffectRunner):
             try:
                 result = completed.result()
             except BaseException as error:  # reported, never lost: see EffectFailed
-                post(_LeafDone(task, None, error))
-            else:
-                post(_LeafDone(task, result, None))
+                if recover is None:
+                    post(_LeafDone(task, None, error))
+                    return
+                try:
+                    result = recover(error)
+                except BaseException as failed:
+                    post(_LeafDone(task, None, failed))
+                    return
+            post(_LeafDone(task, result, None))
 
         future.add_done_callback(done)
 

@@ -50,14 +50,24 @@ class _TestRunner(EffectRunner):
         else:
             self._enqueue(task, result)
 
-    def spawn_pipe(self, task: Task, start: Callable[[], Any]) -> None:
+    def spawn_pipe(
+        self,
+        task: Task,
+        start: Callable[[], Any],
+        recover: Callable[[BaseException], Any] | None,
+    ) -> None:
         # The future is awaited here, on the test's thread, so the test stays
         # deterministic: its result waits in the queue like a future's.
         try:
             future = start()
             if not isinstance(future, Future):
                 raise TypeError(f"Effect.pipe: start() returned {future!r}, not a Future")
-            result = future.result(timeout=PIPE_TIMEOUT)
+            try:
+                result = future.result(timeout=PIPE_TIMEOUT)
+            except Exception as error:
+                if recover is None or not future.done():  # not done: waited too long
+                    raise
+                result = recover(error)
         except Exception as cause:
             self.finish(task)
             raise self._owner._effect_failed(task, cause) from cause

@@ -166,6 +166,28 @@ def test_a_piped_future_that_fails_or_a_start_that_raises_fails_the_handle(
     assert store.state(timeout=WAIT) == ["fail", "break", "not a future", "probe"]
 
 
+def test_recover_turns_a_piped_futures_exception_into_an_action(stores: Stores) -> None:
+    def conflict() -> Future[str]:
+        future: Future[str] = Future()
+        threading.Timer(0.01, future.set_exception, [LookupError("version 3, not 2")]).start()
+        return future
+
+    store = stores.start(
+        scripted(
+            {
+                "append": lambda env: [
+                    Effect.pipe(conflict, recover=lambda error: f"conflicted: {error}")
+                ],
+            }
+        ),
+        [],
+        Env(),
+    )
+    store.send("append").wait(timeout=WAIT)
+
+    assert store.state(timeout=WAIT) == ["append", "conflicted: version 3, not 2"]
+
+
 def test_cancel_drops_the_result_of_a_piped_future_without_cancelling_the_future(
     stores: Stores,
 ) -> None:

@@ -198,6 +198,22 @@ def test_a_piped_future_that_fails_fails_the_step_with_effect_failed() -> None:
     assert isinstance(failed.value.__cause__, ConnectionError)
 
 
+def test_recover_turns_a_piped_futures_exception_into_a_received_action() -> None:
+    def reducer(state: Counter, action: Any, env: Env) -> list[Effect[Any]]:
+        if action == "append":
+            failed: Future[str] = Future()
+            failed.set_exception(TimeoutError("gateway timed out"))
+            return [Effect.pipe(lambda: failed, recover=lambda error: "timed out")]
+        if action == "timed out":
+            state.fetched.append(action)
+        return []
+
+    store = TestStore(reducer, Counter(), Env())
+    store.send("append")
+    store.receive("timed out", fetched("timed out"))
+    store.finish()
+
+
 def test_a_reducer_that_raises_fails_the_step_with_its_own_exception() -> None:
     def reducer(state: Counter, action: Any, env: Env) -> list[Effect[Any]]:
         raise KeyError("missing")
