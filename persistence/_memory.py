@@ -13,6 +13,7 @@ import bisect
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from zlib import crc32
 
@@ -31,7 +32,13 @@ from persistence._common import (
     metadata_for,
     new_event_id,
 )
-from persistence._errors import ConcurrencyError, DuplicateEvent, InvalidProjectionUpdate
+from persistence._errors import (
+    ConcurrencyError,
+    DuplicateEvent,
+    InvalidProjectionUpdate,
+    PersistenceError,
+    UnregisteredEvent,
+)
 from persistence._fast import fast_constructor
 from persistence._ports import (
     AppendResult,
@@ -216,6 +223,23 @@ class MemoryEventStore:
             stream_id, start + count, tuple(record.position for record in earlier)
         )
 
+    def append_async(
+        self,
+        stream_id: str,
+        events: Sequence[BaseModel],
+        expected_version: ExpectedVersion,
+        metadata: Sequence[EventMetadata] | EventMetadata | None = None,
+    ) -> Future[AppendResult]:
+        """See ``EventStore.append_async``: in memory the future is done at once."""
+        future: Future[AppendResult] = Future()
+        try:
+            future.set_result(self.append(stream_id, events, expected_version, metadata))
+        except (ValueError, UnregisteredEvent):  # a wrong call, not an outcome
+            raise
+        except PersistenceError as error:
+            future.set_exception(error)
+        return future
+
     def read(
         self, stream_id: str, from_version: int = 0, to_version: int | None = None
     ) -> list[RecordedEvent]:
@@ -225,6 +249,14 @@ class MemoryEventStore:
             if stream is None:
                 return []
             return stream[max(0, from_version) : to_version]
+
+    def read_async(
+        self, stream_id: str, from_version: int = 0, to_version: int | None = None
+    ) -> Future[list[RecordedEvent]]:
+        """See ``EventStore.read_async``: in memory the future is done at once."""
+        future: Future[list[RecordedEvent]] = Future()
+        future.set_result(self.read(stream_id, from_version, to_version))
+        return future
 
     def stream_version(self, stream_id: str) -> int:
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -195,6 +196,28 @@ class EventStore(Protocol):
         """
         ...
 
+    def append_async(
+        self,
+        stream_id: str,
+        events: Sequence[BaseModel],
+        expected_version: ExpectedVersion,
+        metadata: Sequence[EventMetadata] | EventMetadata | None = None,
+    ) -> Future[AppendResult]:
+        """``append`` without waiting: the future gets its result or its error.
+
+        The caller is never blocked: on Redis the append is queued for an I/O thread
+        that pipelines every append queued meanwhile into one round trip, and no
+        thread waits per append (``Effect.pipe`` feeds the outcome to a store). The
+        outcomes are those of ``append`` (``ConcurrencyError``, ``DuplicateEvent``,
+        ``EventStoreUnavailable``...), set on the future; the future may complete on
+        another thread. Appends to one stream are sent in the order queued.
+
+        Raises:
+            ValueError: no events.
+            UnregisteredEvent: an event's class is not registered with the codec.
+        """
+        ...
+
     def read(
         self, stream_id: str, from_version: int = 0, to_version: int | None = None
     ) -> list[RecordedEvent]:
@@ -204,6 +227,12 @@ class EventStore(Protocol):
             CodecError: an event cannot be decoded (names stream and version).
             EventStoreUnavailable: the backend could not be reached.
         """
+        ...
+
+    def read_async(
+        self, stream_id: str, from_version: int = 0, to_version: int | None = None
+    ) -> Future[list[RecordedEvent]]:
+        """``read`` without waiting: the future gets the events or the error."""
         ...
 
     def stream_version(self, stream_id: str) -> int:

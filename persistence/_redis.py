@@ -23,8 +23,10 @@ import threading
 import time
 from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, InvalidStateError
 from itertools import pairwise
 from os import urandom
+from queue import SimpleQueue
 from typing import Any
 from zlib import crc32
 
@@ -188,18 +190,28 @@ def check_layout(client: redis.Redis, layout: RedisLayout) -> None:
 
 
 class _Request:
-    """One append waiting for its reply; ``signal`` is a lock its thread blocks on."""
+    """One command waiting for its reply.
 
-    __slots__ = ("args", "done", "error", "next", "promoted", "reply", "signal")
+    A blocking caller waits on ``signal`` (a lock); an asynchronous one is told
+    through ``future``, after ``convert`` turned the raw reply into its result.
+    """
 
-    def __init__(self, args: list[Any]) -> None:
-        self.args = args
+    __slots__ = (
+        "command", "convert", "doing", "done", "error", "future", "next", "promoted",
+        "reply", "signal",
+    )
+
+    def __init__(self, command: tuple[Any, ...]) -> None:
+        self.command = command
         self.reply: Any = None
         self.error: BaseException | None = None
         self.done = False
         self.promoted = False
         self.signal: Any = None
         self.next: _Request | None = None  # the follower to wake after this one
+        self.future: Future[Any] | None = None
+        self.convert: Callable[[Any], Any] | None = None
+        self.doing = ""
 
 
 class _GroupCommit:
@@ -241,15 +253,15 @@ class _GroupCommit:
     def sha(self) -> str:
         return self._sha
 
-    def call(self, args: list[Any]) -> Any:
-        """Send ``EVALSHA <sha> <args...>``; returns the reply or raises its error.
+    def call(self, command: tuple[Any, ...]) -> Any:
+        """Send ``command`` (an ``EVALSHA`` of the script); the reply, or its error.
 
         The calling thread either leads (holds the connection for one batch) or
         follows (waits for a leader to send its request). A follower's wait is not
         cut short by an interrupt (KeyboardInterrupt): others depend on it to wake
         the next follower or to lead the next batch; the interrupt is re-raised after.
         """
-        request = _Request(args)
+        request = _Request(command)
         mutex = self._mutex
         with mutex:
             if self._busy:
@@ -322,13 +334,12 @@ class _GroupCommit:
 
     def _write(self, batch: list[_Request]) -> bool:
         """Send ``batch`` without reading; False (connection dropped) if that failed."""
-        sha = self._sha
         try:
             conn = self._connection()
             if _pack_command is not None:
-                packed = [b"".join([_pack_command(("EVALSHA", sha, *r.args)) for r in batch])]
+                packed = [b"".join([_pack_command(r.command) for r in batch])]
             else:  # pragma: no cover
-                packed = conn.pack_commands([("EVALSHA", sha, *r.args) for r in batch])
+                packed = conn.pack_commands([r.command for r in batch])
             conn.send_packed_command(packed, check_health=False)
         except (rx.ConnectionError, rx.TimeoutError, OSError):
             if self._conn is not None:
@@ -368,7 +379,8 @@ class _GroupCommit:
             if not missing:
                 return
             # The server lost its script cache (restart, SCRIPT FLUSH): the script
-            # did not run, so load it and send those appends again.
+            # did not run, so load it and send those appends again (a script's SHA1
+            # is that of its text: the commands stay as they are).
             for item in missing:
                 item.error, item.done = None, False
             try:
@@ -385,6 +397,123 @@ class _GroupCommit:
             conn, self._conn = self._conn, None
         if conn is not None:
             self._pool.release(conn)
+
+
+class _Pipe:
+    """Asynchronous commands: one I/O thread pipelines whatever callers handed it.
+
+    ``submit`` only queues a command and returns a ``Future``: the caller (a store's
+    thread, through ``Effect.pipe``) never blocks and no thread waits per command.
+    The I/O thread takes everything queued, sends it in one round trip through its
+    own ``_GroupCommit`` (the same retries after a lost connection and reloading of
+    a lost script), then completes the futures; callers queue the next batch while
+    Redis works on this one.
+    """
+
+    def __init__(self, commit: _GroupCommit, max_batch: int) -> None:
+        self._commit = commit
+        self._max_batch = max_batch
+        self._queue: SimpleQueue[_Request | None] = SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(
+        self, command: tuple[Any, ...], convert: Callable[[Any], Any] | None, doing: str
+    ) -> Future[Any]:
+        request = _Request(command)
+        future: Future[Any] = Future()
+        request.future, request.convert, request.doing = future, convert, doing
+        if self._thread is None:
+            self._start()
+        if self._closed:
+            future.set_exception(EventStoreUnavailable("the event store is closed"))
+            return future
+        self._queue.put(request)
+        return future
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._run, name="persistence-redis-pipe", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        queue, limit = self._queue, self._max_batch
+        running = True
+        while running:
+            first = queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < limit and not queue.empty():
+                item = queue.get()
+                if item is None:  # closing: finish this batch, then stop
+                    running = False
+                    break
+                batch.append(item)
+            try:
+                self._commit._complete(batch, False)
+            except BaseException as error:  # never leave a future pending
+                for item in batch:
+                    if not item.done:
+                        item.error, item.done = error, True
+            for item in batch:
+                _settle(item)
+        self._commit.close()
+        # Whatever was queued after close() was called gets a clear answer.
+        while not queue.empty():
+            item = queue.get()
+            if item is not None and item.future is not None:
+                item.future.set_exception(EventStoreUnavailable("the event store is closed"))
+
+    @property
+    def round_trips(self) -> int:
+        return self._commit.round_trips
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what is queued, then stop the I/O thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+        if thread is None:
+            self._commit.close()
+            return
+        self._queue.put(None)
+        thread.join(timeout)
+
+
+def _settle(item: _Request) -> None:
+    """Complete an asynchronous request's future from its reply or error."""
+    future = item.future
+    assert future is not None
+    try:
+        if item.error is not None:
+            raise item.error
+        convert = item.convert
+        result = item.reply if convert is None else convert(item.reply)
+    except (rx.RedisError, OSError) as error:
+        mapped = map_redis_error(error, item.doing)
+        mapped.__cause__ = error
+        _set(future, None, mapped)
+    except Exception as error:  # the typed outcomes (ConcurrencyError...), or a bug
+        _set(future, None, error)
+    else:
+        _set(future, result, None)
+
+
+def _set(future: Future[Any], result: Any, error: BaseException | None) -> None:
+    try:
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+    except InvalidStateError:  # cancelled by its holder: nobody wants the outcome
+        pass
 
 
 def _read_replies(conn: Any, requests: list[_Request]) -> None:
@@ -473,7 +602,11 @@ class RedisEventStore:
         )
         check_layout(client, self._layout)
         self._writer = _GroupCommit(client, APPEND, retries=retries, max_batch=max_batch)
-        self._writer.load()
+        sha = self._writer.load()
+        # The asynchronous path has its own connection, driven by its own thread.
+        piped = _GroupCommit(client, APPEND, retries=retries, max_batch=max_batch)
+        piped._sha = sha
+        self._pipe = _Pipe(piped, max_batch)
         self._trim = client.register_script(TRIM_FEED)
         self._retries = retries
         # Per-partition key parts, computed once: the append path only formats ids.
@@ -521,14 +654,15 @@ class RedisEventStore:
 
     @property
     def round_trips(self) -> int:
-        """Round trips the append writer made (appends / round trips = batching)."""
-        return self._writer.round_trips
+        """Round trips the append writers made (appends / round trips = batching)."""
+        return self._writer.round_trips + self._pipe.round_trips
 
     def partition_of(self, stream_id: str) -> int:
         return self._layout.partition_of(stream_id)
 
     def close(self) -> None:
         """Release the writer's connection (and the client, if ``from_url`` made it)."""
+        self._pipe.close()
         self._writer.close()
         if self._owns_client:
             self._client.close()
@@ -543,6 +677,39 @@ class RedisEventStore:
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
     ) -> AppendResult:
         """See ``EventStore.append``."""
+        command, partition = self._append_command(stream_id, events, expected_version, metadata)
+        try:
+            reply = self._writer.call(command)
+        except PersistenceError:
+            raise
+        except Exception as error:
+            raise map_redis_error(error, f"append to {stream_id!r}") from error
+        return _append_result(reply, stream_id, partition, expected_version, len(events))
+
+    def append_async(
+        self,
+        stream_id: str,
+        events: Sequence[BaseModel],
+        expected_version: ExpectedVersion,
+        metadata: Sequence[EventMetadata] | EventMetadata | None = None,
+    ) -> Future[AppendResult]:
+        """See ``EventStore.append_async``: pipelined by the store's I/O thread."""
+        command, partition = self._append_command(stream_id, events, expected_version, metadata)
+        count = len(events)
+
+        def convert(reply: Any) -> AppendResult:
+            return _append_result(reply, stream_id, partition, expected_version, count)
+
+        return self._pipe.submit(command, convert, f"append to {stream_id!r}")
+
+    def _append_command(
+        self,
+        stream_id: str,
+        events: Sequence[BaseModel],
+        expected_version: ExpectedVersion,
+        metadata: Sequence[EventMetadata] | EventMetadata | None,
+    ) -> tuple[tuple[Any, ...], int]:
+        """The ``EVALSHA`` of the append script for these events, and the partition."""
         # The hot path of every command: no EventMetadata objects unless the caller
         # gave some, the codec's tables read directly, one time stamp per append.
         if type(expected_version) is int and expected_version >= 0:
@@ -551,7 +718,9 @@ class RedisEventStore:
             expected = expected_as_int(expected_version)
         count = len(events)
         partition = crc32(stream_id.encode()) % self._partitions
-        args: list[Any] = [
+        command: list[Any] = [
+            "EVALSHA",
+            self._writer.sha,
             2,
             self._stream_prefix[partition] + stream_id,
             self._feed_keys[partition],
@@ -568,7 +737,7 @@ class RedisEventStore:
                 reg = by_model.get(type(event))
                 if reg is None:
                     raise self._codec._unregistered(event)
-                args += (
+                command += (
                     reg.type_name,
                     reg.schema_version,
                     _packb(reg.dump(event, mode="json")),
@@ -582,7 +751,7 @@ class RedisEventStore:
             encode = self._codec.encode_fields
             for event, meta in zip(events, metadata_for(events, metadata), strict=True):
                 type_name, schema, data = encode(event)
-                args += (
+                command += (
                     type_name,
                     schema,
                     data,
@@ -592,30 +761,7 @@ class RedisEventStore:
                     repr(meta.recorded_at),
                     _packb(dict(meta.extra)) if meta.extra else b"",
                 )
-        try:
-            reply = self._writer.call(args)
-        except PersistenceError:
-            raise
-        except Exception as error:
-            raise map_redis_error(error, f"append to {stream_id!r}") from error
-        status = reply[0]
-        if status == 1 or status == 2:
-            if count == 1:
-                positions: tuple[FeedPosition, ...] = (_POSITION(partition, reply[2].decode()),)
-            else:
-                positions = tuple([_POSITION(partition, entry.decode()) for entry in reply[2:]])
-            return _APPEND_RESULT(stream_id, reply[1], positions)
-        if status == 0:
-            raise ConcurrencyError(stream_id, expected_version, reply[1])
-        if status == 3:
-            raise DuplicateEvent(stream_id, reply[2].decode(), reply[1])
-        if status == 4:
-            raise BackendError(
-                f"append to {stream_id!r} refused, nothing written: the stream holds"
-                f" entries this store did not write (at version {reply[1]}):"
-                f" {reply[2].decode(errors='replace')}"
-            )
-        raise BackendError(f"append to {stream_id!r}: unexpected reply {reply!r}")
+        return tuple(command), partition
 
     # -- reading -------------------------------------------------------------------
 
@@ -728,6 +874,46 @@ class RedisEventStore:
         with gc_paused():
             events: list[RecordedEvent] = self._round_trip(read_pages, doing)
         return events
+
+    def read_async(
+        self, stream_id: str, from_version: int = 0, to_version: int | None = None
+    ) -> Future[list[RecordedEvent]]:
+        """See ``EventStore.read_async``: pipelined by the store's I/O thread.
+
+        A long stream is read a page at a time, each page asked for when the one
+        before it is in; pages are decoded on the I/O thread.
+        """
+        from_version = max(0, from_version)
+        result: Future[list[RecordedEvent]] = Future()
+        if to_version is not None and to_version <= from_version:
+            result.set_result([])
+            return result
+        partition = self._layout.partition_of(stream_id)
+        key = self._stream_prefix[partition] + stream_id
+        end = "+" if to_version is None else f"{to_version}-0"
+        doing = f"read {stream_id!r}"
+        page = READ_PAGE
+        out: list[RecordedEvent] = []
+
+        def ask(start: str | bytes, after: int) -> None:
+            asked = self._pipe.submit(("XRANGE", key, start, end, "COUNT", page), None, doing)
+
+            def on_page(done: Future[Any]) -> None:
+                try:
+                    entries = done.result()
+                    out.extend(self._stream_entries(stream_id, partition, entries, after))
+                    if len(entries) == page:
+                        ask(b"(" + entries[-1][0], after + page)
+                        return
+                except BaseException as error:
+                    _set(result, None, error)
+                else:
+                    _set(result, out, None)
+
+            asked.add_done_callback(on_page)
+
+        ask(f"{from_version + 1}-0", from_version)
+        return result
 
     def stream_version(self, stream_id: str) -> int:
         """See ``EventStore.stream_version``."""
@@ -945,6 +1131,30 @@ class RedisEventStore:
                 version=version,
                 position=f"{partition}/{position}",
             ) from None
+
+
+def _append_result(
+    reply: Any, stream_id: str, partition: int, expected_version: ExpectedVersion, count: int
+) -> AppendResult:
+    """The append script's reply as a result, or its refusal as a typed error."""
+    status = reply[0]
+    if status == 1 or status == 2:
+        if count == 1:
+            positions: tuple[FeedPosition, ...] = (_POSITION(partition, reply[2].decode()),)
+        else:
+            positions = tuple([_POSITION(partition, entry.decode()) for entry in reply[2:]])
+        return _APPEND_RESULT(stream_id, reply[1], positions)
+    if status == 0:
+        raise ConcurrencyError(stream_id, expected_version, reply[1])
+    if status == 3:
+        raise DuplicateEvent(stream_id, reply[2].decode(), reply[1])
+    if status == 4:
+        raise BackendError(
+            f"append to {stream_id!r} refused, nothing written: the stream holds"
+            f" entries this store did not write (at version {reply[1]}):"
+            f" {reply[2].decode(errors='replace')}"
+        )
+    raise BackendError(f"append to {stream_id!r}: unexpected reply {reply!r}")
 
 
 def _extra(packed: bytes) -> Any:
