@@ -44,6 +44,7 @@ from domain._slots import Slot, evict, load_effect, touch
 
 __all__ = [
     "GatewayFailed",
+    "GatewayTimedOut",
     "PaymentAction",
     "PaymentAppendFailed",
     "PaymentCommand",
@@ -173,6 +174,13 @@ class GatewayFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayTimedOut:
+    """Internal: the running gateway call gave no answer within ``gateway_timeout``."""
+
+    payment_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentConflicted:
     """The append lost a race. ``charged``: the gateway may hold a charge of ours."""
 
@@ -212,6 +220,7 @@ PaymentAction = (
     | PaymentLoadFailed
     | PaymentRecorded
     | GatewayFailed
+    | GatewayTimedOut
     | PaymentConflicted
     | PaymentAppendFailed
     | PaymentCommandDone
@@ -234,12 +243,18 @@ class PaymentSettings:
     max_attempts: conflicting appends before a command fails.
     reconcile_retry: seconds before refunding an unrecorded charge is tried again,
         when the gateway failed to refund it.
+    gateway_timeout: seconds a gateway call may run before it counts as timed out
+        (a charge as ``GatewayTimeout``: failed, maybe charged, so refunded; a refund
+        as failed, tried again); its late answer is dropped. Without it a gateway
+        that never answers would hold its payment, and every refund queued behind
+        the charge, for ever: the saga could never finish compensating.
     """
 
     max_payments: int = 1024
     payment_ttl: float = 60.0
     max_attempts: int = 5
     reconcile_retry: float = 1.0
+    gateway_timeout: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +303,7 @@ def reduce_payments(
         done: Effect[PaymentAction] = Effect.send(
             PaymentCommandDone(command, slot.state.status, (action.event,))
         )
-        return [done, *_next(action.payment_id, slot, env)]
+        return [_answered(action.payment_id), done, *_next(action.payment_id, slot, env)]
     if isinstance(action, GatewayFailed):
         slot = state.payments.get(action.payment_id)
         if slot is None or not slot.writing:
@@ -296,18 +311,21 @@ def reduce_payments(
         (command,) = slot.writing
         slot.writing = ()
         failed: Effect[PaymentAction] = Effect.send(PaymentCommandFailed(command, action.reason))
-        effects: Effects = [failed]
+        effects: Effects = [_answered(action.payment_id), failed]
         if isinstance(command, ReconcileCharge):
             # Nobody else knows of this charge: keep trying to return it.
             effects.append(Effect.delay(env.settings.reconcile_retry, command))
         return [*effects, *_next(action.payment_id, slot, env)]
+    if isinstance(action, GatewayTimedOut):
+        return _timed_out(state, action, env)
     if isinstance(action, PaymentConflicted):
-        return _conflicted(state, action, env)
+        return [_answered(action.payment_id), *_conflicted(state, action, env)]
     if isinstance(action, PaymentAppendFailed):
         slot = state.payments.get(action.payment_id)
         if slot is None or not slot.writing:
             return []
-        failures: Effects = [
+        failures: Effects = [_answered(action.payment_id)]
+        failures += [
             Effect.send(PaymentCommandFailed(work, action.reason)) for work in slot.writing
         ]
         return failures + _reload(state, action.payment_id, slot, env)
@@ -394,6 +412,53 @@ def _conflicted(
     return effects + _reload(state, action.payment_id, slot, env)
 
 
+def _call_key(payment_id: str) -> tuple[str, str]:
+    return ("gateway-call", payment_id)
+
+
+def _answered(payment_id: str) -> Effect[PaymentAction]:
+    """The running gateway call answered: its timer must not fire on a later call."""
+    return Effect.cancel(_call_key(payment_id))
+
+
+def _bounded(
+    env: PaymentEnvironment, payment_id: str, call: Effect[PaymentAction]
+) -> Effect[PaymentAction]:
+    """``call`` raced against ``gateway_timeout``; the first to answer cancels the other."""
+    timer: Effect[PaymentAction] = Effect.delay(
+        env.settings.gateway_timeout, GatewayTimedOut(payment_id)
+    )
+    return Effect.merge(call, timer).cancellable(_call_key(payment_id), cancel_in_flight=True)
+
+
+def _timed_out(state: PaymentsState, action: GatewayTimedOut, env: PaymentEnvironment) -> Effects:
+    slot = state.payments.get(action.payment_id)
+    if slot is None or not slot.writing:
+        return []
+    (command,) = slot.writing
+    pid = action.payment_id
+    reason = f"no answer from the gateway within {env.settings.gateway_timeout} s"
+    log.warning("payment %s: %s", pid, reason)
+    # The hung call is dropped: what it feeds back, if it ever answers, is ignored, and
+    # its own append (at the version it was given) conflicts with the one below.
+    cancel: Effect[PaymentAction] = Effect.cancel(_call_key(pid))
+    if isinstance(command, ProcessPayment):
+        # As a GatewayTimeout: the charge may have happened, so the saga refunds it.
+        event = PaymentFailed(
+            payment_id=pid,
+            reservation_id=command.reservation_id,
+            amount_cents=command.amount_cents,
+            reason=reason,
+            uncertain=True,
+        )
+        repository, version = env.repository, slot.version
+        record: Effect[PaymentAction] = Effect.future(
+            lambda: _record(repository, pid, event, version), name=f"record timeout {pid}"
+        )
+        return [cancel, record]
+    return [cancel, Effect.send(GatewayFailed(pid, reason))]
+
+
 def _reservation_of(command: PaymentWork) -> str:
     return command.reservation_id
 
@@ -470,7 +535,9 @@ def _charge(
             )
         return _record(repository, pid, event, expected_version)
 
-    return Effect.future(charge, name=f"charge {command.payment_id}")
+    return _bounded(
+        env, command.payment_id, Effect.future(charge, name=f"charge {command.payment_id}")
+    )
 
 
 def _refund(
@@ -492,4 +559,6 @@ def _refund(
         )
         return _record(repository, command.payment_id, event, expected_version)
 
-    return Effect.future(refund, name=f"refund {command.payment_id}")
+    return _bounded(
+        env, command.payment_id, Effect.future(refund, name=f"refund {command.payment_id}")
+    )
