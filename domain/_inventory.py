@@ -43,6 +43,7 @@ from domain._events import (
 )
 from domain._repository import Loaded, Repository, describe
 from domain._slots import Slot, append_effect, evict, load_effect, touch
+from domain._validation import MAX_CAPACITY, MAX_PRICE_CENTS
 from persistence import ANY
 
 __all__ = [
@@ -408,7 +409,10 @@ def _seats_rejected(command: ReserveSeats, reason: Rejection, detail: str) -> Se
         reservation_id=command.reservation_id,
         event_id=command.event_id,
         section=command.section,
-        quantity=command.quantity,
+        # Clamped to what the codec stores (64-bit): a rejection that cannot be encoded
+        # would fail the append of its whole batch, other customers' holds with it.
+        # The detail still says what was asked.
+        quantity=max(-(2**63), min(command.quantity, 2**63 - 1)),
         reason=reason.value,
         detail=detail,
     )
@@ -458,8 +462,12 @@ def decide(state: SectionState, command: InventoryCommand) -> _Decision:
             Rejection.ALREADY_INITIALIZED,
             f"capacity {state.capacity}, price {state.price_cents} cents",
         )
-    if command.capacity < 1 or command.price_cents < 0:
-        return _rejected(command, Rejection.INVALID_QUANTITY, "capacity >= 1 and price >= 0")
+    # The facade's bounds, checked again here: a section allocates a list entry per seat
+    # (a capacity of 10**12 would take the store down with a MemoryError), and every
+    # amount derived from the price must still fit the codec's 64-bit integers.
+    if not (1 <= command.capacity <= MAX_CAPACITY and 0 <= command.price_cents <= MAX_PRICE_CENTS):
+        detail = f"capacity within 1..{MAX_CAPACITY} and price within 0..{MAX_PRICE_CENTS}"
+        return _rejected(command, Rejection.INVALID_QUANTITY, detail)
     event = SectionInitialized(
         event_id=command.event_id,
         section=command.section,
