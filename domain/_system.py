@@ -637,7 +637,13 @@ class TicketingSystem:
                 return waiter.outcome
             # Another system sharing the backend may have finished this saga: its end
             # is in the saga's stream even though this system's store did not see it.
-            saga = self._read_saga(rid)
+            try:
+                saga = self._read_saga(rid)
+            except PersistenceError:
+                # The backend is down: this look is only a fallback, and the saga goes
+                # on (it ends once the backend is back). Keep waiting for the timeout
+                # rather than let a raw persistence error out of reserve().
+                saga = None
             if saga is not None and saga.status.terminal:
                 return outcome_of(saga)
             if time.monotonic() >= deadline:
