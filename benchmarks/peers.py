@@ -7,7 +7,10 @@ loaded version is the expected one; a conflict reloads and retries).
 - ours: one ``Store`` holding the loaded accounts (bounded), on the memory adapter
   and on Redis; every deposit is sent at once, so many aggregates are in flight;
 - peer: ``eventsourcing`` (an ``Application`` with an ``Aggregate``), one command
-  after another as its API goes, on its in-memory (POPO) and its SQLite persistence.
+  after another as its API goes, on its in-memory (POPO) and its SQLite persistence;
+- the sweep (``--concurrency``, the figures ``bin/bench --plot`` draws): both again
+  with 1, 4, 16, 64 caller threads, each sending one command of its own accounts and
+  waiting for it before the next.
 
 The peer is installed by the ``bench`` extra only (``pip install -e '.[bench]'``);
 without it only our figures are measured.
