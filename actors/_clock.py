@@ -45,19 +45,36 @@ class Clock(Protocol):
 
 
 class _TimerEntry:
-    __slots__ = ("callback", "cancelled", "due", "seq")
+    __slots__ = ("callback", "cancelled", "due", "owner", "seq")
 
-    def __init__(self, due: float, seq: int, callback: Callable[[], object]) -> None:
+    def __init__(
+        self,
+        due: float,
+        seq: int,
+        callback: Callable[[], object],
+        owner: SystemClock | None = None,
+    ) -> None:
         self.due = due
         self.seq = seq
-        self.callback = callback
+        self.callback: Callable[[], object] | None = callback
         self.cancelled = False
+        self.owner = owner
 
     def __lt__(self, other: _TimerEntry) -> bool:
         return (self.due, self.seq) < (other.due, other.seq)
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
+        owner = self.owner
+        if owner is not None:
+            # A cancelled entry stays in the SystemClock's heap until it is due;
+            # without its callback (the task, its handle, its action) it is one small
+            # object, not a graph the collector walks for the whole delay.
+            self.callback = None
+            self.owner = None
+            owner._cancelled_one()
 
 
 class SystemClock:
@@ -72,12 +89,24 @@ class SystemClock:
         self._seq = itertools.count()
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
+        self._cancelled = 0  # entries cancelled but still in the heap (approximate)
 
     def now(self) -> float:
         return time.time()
 
+    def _cancelled_one(self) -> None:
+        # Stores re-arm a deadline timer at every step, so most entries are cancelled
+        # long before they are due: drop them once they are most of the heap, so it
+        # stays the size of the live timers (amortized O(1) per cancel).
+        self._cancelled += 1
+        if self._cancelled > 1024 and self._cancelled * 2 > len(self._heap):
+            with self._cond:
+                self._heap = [entry for entry in self._heap if not entry.cancelled]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
     def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
-        entry = _TimerEntry(time.monotonic() + max(0.0, delay), next(self._seq), callback)
+        entry = _TimerEntry(time.monotonic() + max(0.0, delay), next(self._seq), callback, self)
         with self._cond:
             heapq.heappush(self._heap, entry)
             if self._thread is None:
@@ -93,6 +122,7 @@ class SystemClock:
                 while True:
                     while self._heap and self._heap[0].cancelled:
                         heapq.heappop(self._heap)
+                        self._cancelled = max(0, self._cancelled - 1)
                     if not self._heap:
                         self._cond.wait()
                         continue
@@ -101,9 +131,11 @@ class SystemClock:
                         entry = heapq.heappop(self._heap)
                         break
                     self._cond.wait(wait)
-            if not entry.cancelled:
+            callback = entry.callback
+            entry.owner = None
+            if not entry.cancelled and callback is not None:
                 try:
-                    entry.callback()
+                    callback()
                 except Exception:  # a timer callback must not kill the timer thread
                     import logging
 
@@ -173,7 +205,9 @@ class ManualClock:
                     return
                 entry = heapq.heappop(self._heap)
                 self._now = max(self._now, entry.due)
-            result = entry.callback()
+            callback = entry.callback
+            assert callback is not None  # only a SystemClock's entries give theirs up
+            result = callback()
             wait = getattr(result, "wait", None)
             if callable(wait):
                 wait(self._settle_timeout)
