@@ -110,6 +110,8 @@ class _Group:
     cursors: list[tuple[int, int]]
     pending: list[dict[str, _Pending]]
     dead: list[DeadLetter] = field(default_factory=list)
+    # The group's consumers wait on this (under the store's lock) for new entries.
+    wakeup: threading.Condition | None = None
 
 
 class MemoryEventStore:
@@ -124,8 +126,6 @@ class MemoryEventStore:
         self._codec = codec
         self._partitions = check_partitions(partitions)
         self._lock = threading.Lock()
-        # Subscriptions wait on this for new feed entries.
-        self._appended = threading.Condition(self._lock)
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._feeds = [_Feed() for _ in range(partitions)]
         self._groups: dict[str, _Group] = {}
@@ -186,8 +186,13 @@ class MemoryEventStore:
                 feed.entries.append(record)
                 feed.keys.append(key)
                 positions.append(position)
-            if self._groups:
-                self._appended.notify_all()
+            # One consumer per group: it takes every new entry, so waking them all
+            # would only have the others find nothing (ten threads and GIL hand-offs
+            # per append). Each append wakes another waiting consumer, so entries
+            # appended while the first is busy are not left to wait for it.
+            for group in self._groups.values():
+                if group.wakeup is not None:
+                    group.wakeup.notify()
             return _APPEND_RESULT(stream_id, version + len(events), tuple(positions))
 
     def _retried(
@@ -309,7 +314,9 @@ class MemoryEventStore:
                 cursors = [
                     feed.last if start == "now" else (0, 0) for feed in self._feeds
                 ]
-                group = _Group(name, cursors, [{} for _ in self._feeds])
+                group = _Group(
+                    name, cursors, [{} for _ in self._feeds], wakeup=threading.Condition(self._lock)
+                )
                 self._groups[name] = group
             return group
 
@@ -353,13 +360,20 @@ class _MemoryGroupBackend:
         return out
 
     def read_new(self, block: float) -> list[Delivery]:
-        store = self._store
-        with store._appended:
+        wakeup = self._g.wakeup
+        assert wakeup is not None
+        with wakeup:
             out = self._take_new()
             if not out and block > 0:
-                store._appended.wait(block)
+                wakeup.wait(block)
                 out = self._take_new()
+            if out and self._more_new():
+                wakeup.notify()  # a full batch was taken: another consumer takes the rest
         return out
+
+    def _more_new(self) -> bool:
+        cursors = self._g.cursors
+        return any(feed.last > cursors[p] for p, feed in enumerate(self._store._feeds))
 
     def _take_new(self, count: int = 64) -> list[Delivery]:
         group = self._g
@@ -386,12 +400,14 @@ class _MemoryGroupBackend:
         out = []
         with self._store._lock:
             for partition, pending in enumerate(self._g.pending):
-                for entry_id, entry in sorted(pending.items(), key=lambda i: entry_key(i[0])):
-                    if now - entry.delivered_at >= min_idle:
-                        entry.consumer = self._consumer
-                        entry.deliveries += 1
-                        entry.delivered_at = now
-                        out.append(Delivery(partition, entry_id, entry.deliveries, entry.record))
+                # Filtered before sorting: every consumer calls this each claim period,
+                # and pending entries are many under load but rarely idle.
+                idle = [i for i in pending.items() if now - i[1].delivered_at >= min_idle]
+                for entry_id, entry in sorted(idle, key=lambda i: entry_key(i[0])):
+                    entry.consumer = self._consumer
+                    entry.deliveries += 1
+                    entry.delivered_at = now
+                    out.append(Delivery(partition, entry_id, entry.deliveries, entry.record))
         return out
 
     def redeliver(self, delivery: Delivery) -> Delivery | None:
