@@ -377,6 +377,41 @@ def test_a_hung_effect_does_not_block_the_mailbox(stores: Stores) -> None:
     hung.wait(timeout=WAIT)
 
 
+def test_a_hung_effect_raced_against_its_timeout_ends_at_the_timeout_and_its_answer_is_dropped(
+    stores: Stores,
+) -> None:
+    # How a store bounds a call that may never answer (the payment store does this
+    # with its gateway): the call merged with a delay, under one key the first
+    # answer cancels.
+    hang = stores.gate()
+    answered = threading.Event()
+
+    def call() -> Any:
+        hang.wait()
+        answered.set()
+        return "late answer"
+
+    def reducer(state: Tally, action: Any, env: Any) -> list[Effect[Any]]:
+        state.actions.append(action)
+        if action == "call":
+            timer = Effect.delay(0.05, "timed out")
+            return [Effect.merge(Effect.future(call), timer).cancellable("call")]
+        if action in ("timed out", "late answer"):
+            return [Effect.cancel("call")]
+        return []
+
+    store = stores.start(reducer, Tally)
+    store.send("call").wait(timeout=WAIT)  # returns at the timeout, the call still hangs
+    store.send("meanwhile").wait(timeout=WAIT)
+    assert not answered.is_set()
+    hang.set()
+    assert answered.wait(WAIT)
+    threading.Event().wait(0.2)  # room for the late answer to reach the mailbox
+    store.send("probe").wait(timeout=WAIT)
+
+    assert store.state(timeout=WAIT).actions == ["call", "timed out", "meanwhile", "probe"]
+
+
 @pytest.mark.parametrize("base_exception", [SystemExit, KeyboardInterrupt])
 def test_a_base_exception_in_a_reducer_stops_every_store_and_leaves_nobody_waiting(
     stores: Stores, base_exception: type[BaseException]
