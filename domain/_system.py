@@ -112,6 +112,7 @@ from domain._validation import (
     check_quantity,
     check_seats,
     check_sections,
+    check_timeout,
 )
 from domain._verify import InvariantReport, list_events, list_reservations, verify_store
 from persistence import (
@@ -605,6 +606,7 @@ class TicketingSystem:
         count = check_quantity(quantity, capacity)
         chosen = check_seats(seats, count, capacity)
         card = check_card(card_number)
+        wait = check_timeout(timeout)
         rid = (
             uuid.uuid4().hex
             if reservation_id is None
@@ -619,7 +621,7 @@ class TicketingSystem:
                 )
             except StoreStopped as error:
                 raise SystemStopped("the system is stopped") from error
-            return self._wait(rid, waiter, timeout)
+            return self._wait(rid, waiter, wait)
         finally:
             self._waiters.discard(rid, waiter)
 

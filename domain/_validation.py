@@ -22,6 +22,7 @@ __all__ = [
     "check_quantity",
     "check_seats",
     "check_sections",
+    "check_timeout",
 ]
 
 _ID = re.compile(r"[A-Za-z0-9_.]{1,64}")
@@ -95,6 +96,17 @@ def check_seats(value: Iterable[object] | None, quantity: int, capacity: int) ->
     if outside:
         raise InvalidRequest("seats", f"seats {outside} are not within 1..{capacity}")
     return tuple(sorted(seats))
+
+
+def check_timeout(value: object) -> float:
+    """Seconds to wait: a number >= 0 (``inf`` waits for the end).
+
+    Checked with the rest, before the saga starts: a bad timeout used to raise a
+    ``TypeError`` after the reservation had been sent, which then went ahead.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise InvalidRequest("timeout", f"{value!r} is not a number of seconds >= 0")
+    return float(value)
 
 
 def check_card(value: object) -> str:

@@ -197,6 +197,7 @@ _VALID_REQUEST: dict[str, st.SearchStrategy[Any]] = {
     "card_number": st.sampled_from(sorted(TEST_CARDS)),
     "seats": st.none(),
     "reservation_id": st.none(),
+    "timeout": st.just(10.0),
 }
 _JUNK: dict[str, st.SearchStrategy[Any]] = {
     "customer_id": st.one_of(_awkward_text, _not_text),
@@ -207,6 +208,13 @@ _JUNK: dict[str, st.SearchStrategy[Any]] = {
     "seats": _seats,
     # "fixed.1" again with other arguments: the id belongs to another reservation.
     "reservation_id": _id_or_junk("fixed.1"),
+    # Only timeouts no caller could mean: a small valid one would (rightly) end in a
+    # ReservationTimeout while the reservation goes on.
+    "timeout": st.one_of(
+        st.none(), st.booleans(), st.text(max_size=3), st.binary(max_size=3),
+        st.integers(max_value=-1), st.floats(max_value=-1e-9), st.just(float("nan")),
+        st.just([1.0]),
+    ),
 }
 
 
@@ -222,19 +230,29 @@ def _requests(draw: st.DrawFn) -> tuple[frozenset[str], dict[str, Any]]:
     return spoiled, request
 
 
+_REGRESSION = {
+    "customer_id": "alice", "event_id": EVENT, "section": "A", "quantity": 1,
+    "card_number": "4242424242424242", "seats": None, "reservation_id": None,
+}
+
+
 @_SETTINGS
 @given(spoiled_request=_requests())
+# A timeout of the wrong type raised a TypeError after the saga had been sent: the
+# caller saw a crash while the reservation went ahead and charged the card.
+@example(spoiled_request=(frozenset({"timeout"}), {**_REGRESSION, "timeout": "10"}))
+@example(spoiled_request=(frozenset({"timeout"}), {**_REGRESSION, "timeout": -1}))
 def test_reserve_with_arbitrary_input_answers_an_outcome_or_a_typed_error_and_refusals_write_nothing(  # noqa: E501
     tickets: TicketingSystem, spoiled_request: tuple[frozenset[str], dict[str, Any]]
 ) -> None:
     """Figure: 400 generated calls, each a valid request with 0-3 arguments replaced by
     junk (ids of any text or type, quantities of any size or type, seat lists, card
-    numbers): each returns a terminal ReservationOutcome or raises a TicketingError;
-    every error leaves every stream as it was."""
+    numbers, timeouts): each returns a terminal ReservationOutcome or raises a
+    TicketingError; every error leaves every stream as it was."""
     _, request = spoiled_request
     before = stream_versions(tickets)
     try:
-        outcome = tickets.reserve(**request, timeout=10.0)
+        outcome = tickets.reserve(**request)
     except TicketingError as error:
         refused = error
     else:
