@@ -35,7 +35,7 @@ from domain._saga import SagaSettings
 
 DECLINED_CARD = "4000000000000002"
 GOOD_CARD = "4242424242424242"
-SECTIONS = {"A": 80, "B": 80, "C": 80}
+SECTIONS = {"A": 1000, "B": 1000, "C": 1000}
 SLOW_SECTIONS = {"A": 400, "B": 400}
 SLOW_SAGA = SagaSettings(seats_timeout=3.0, payment_timeout=3.0, retry_interval=0.5)
 
@@ -109,6 +109,7 @@ def main(mode: str, url: str, prefix: str, node: str, threads: int, seconds: flo
             "rid": outcome.reservation_id,
             "section": outcome.section,
             "status": outcome.status.value,
+            "reason": outcome.reason,
             "seats": list(outcome.seats),
             "took": round(took, 3),
         }))
