@@ -9,8 +9,9 @@ Group commit (``_GroupCommit``): appends issued concurrently share round trips. 
 first caller to find the writer idle sends its own append at once (a lone append
 never waits for company); callers arriving while a batch is in flight queue up, and
 everything queued goes out in one pipeline as soon as that batch's replies are in
-(each append still its own EVALSHA with its own result or conflict). No timer, no
-sleeping: a batch is whatever queued during one round trip.
+(one EVALSHA per partition, each append with its own result or conflict). No timer,
+no sleeping: a batch is whatever queued during one round trip. ``append_async`` and
+``read_async`` queue for an I/O thread (``_Pipe``) that batches the same way.
 
 Reads skip redis-py's reply callbacks (which build a dict per stream entry) and
 decode entries in one tight loop; see ``read`` and ``_stream_entries``.
@@ -192,17 +193,29 @@ def check_layout(client: redis.Redis, layout: RedisLayout) -> None:
 class _Request:
     """One command waiting for its reply.
 
-    A blocking caller waits on ``signal`` (a lock); an asynchronous one is told
-    through ``future``, after ``convert`` turned the raw reply into its result.
+    An append carries its parts (``feed``, ``stream``, ``args``) so the writer can
+    join the appends of one partition into one call of the script; any other
+    command (a read) is ``command`` as it stands. A blocking caller waits on
+    ``signal`` (a lock); an asynchronous one is told through ``future``, after
+    ``convert`` turned the raw reply into its result.
     """
 
     __slots__ = (
-        "command", "convert", "doing", "done", "error", "future", "next", "promoted",
-        "reply", "signal",
+        "args", "command", "convert", "doing", "done", "error", "feed", "future", "next",
+        "promoted", "reply", "signal", "stream",
     )
 
-    def __init__(self, command: tuple[Any, ...]) -> None:
-        self.command = command
+    def __init__(
+        self,
+        command: tuple[Any, ...] | None = None,
+        feed: str | None = None,
+        stream: str = "",
+        args: list[Any] | None = None,
+    ) -> None:
+        self.command: tuple[Any, ...] = command or ()
+        self.feed = feed
+        self.stream = stream
+        self.args: list[Any] = args or []
         self.reply: Any = None
         self.error: BaseException | None = None
         self.done = False
@@ -212,6 +225,11 @@ class _Request:
         self.future: Future[Any] | None = None
         self.convert: Callable[[Any], Any] | None = None
         self.doing = ""
+
+
+_Plan = list[tuple[list[_Request], bool]]
+"""What one round trip sent: per command, the requests it serves and whether it is
+a joined append (one reply per request, in a list) or a single command."""
 
 
 class _GroupCommit:
@@ -239,7 +257,7 @@ class _GroupCommit:
         self._busy = False  # a thread holds the leadership token
         # The batch handed to the next leader, and whether it was sent already.
         self._in_flight: list[_Request] = []
-        self._in_flight_sent = False
+        self._in_flight_plan: _Plan | None = None  # None: not sent yet
         self._conn: Any = None
         self._closed = False
         self.round_trips = 0  # for tests and the benchmark: appends / round trips
@@ -253,15 +271,14 @@ class _GroupCommit:
     def sha(self) -> str:
         return self._sha
 
-    def call(self, command: tuple[Any, ...]) -> Any:
-        """Send ``command`` (an ``EVALSHA`` of the script); the reply, or its error.
+    def call(self, request: _Request) -> Any:
+        """Send ``request``; its reply, or its error.
 
         The calling thread either leads (holds the connection for one batch) or
         follows (waits for a leader to send its request). A follower's wait is not
         cut short by an interrupt (KeyboardInterrupt): others depend on it to wake
         the next follower or to lead the next batch; the interrupt is re-raised after.
         """
-        request = _Request(command)
         mutex = self._mutex
         with mutex:
             if self._busy:
@@ -281,11 +298,11 @@ class _GroupCommit:
                 if interrupted is not None:
                     raise interrupted
                 return _outcome(request)
-            batch, sent = self._in_flight, self._in_flight_sent
+            batch, plan = self._in_flight, self._in_flight_plan
         else:
-            batch, sent = [request], False
+            batch, plan = [request], None
         try:
-            self._complete(batch, sent)
+            self._complete(batch, plan)
         except BaseException as error:  # e.g. an interrupt during the round trip
             if self._conn is not None:  # replies may be half read: start afresh
                 self._conn.disconnect()
@@ -316,12 +333,12 @@ class _GroupCommit:
             if not batch:
                 self._busy = False
                 return
-        sent = False
+        plan: _Plan | None = None
         try:
-            sent = self._write(batch)
+            plan = self._write(batch)
         except BaseException:  # the next leader sends it again
-            sent = False
-        self._in_flight, self._in_flight_sent = batch, sent
+            plan = None
+        self._in_flight, self._in_flight_plan = batch, plan
         batch[0].promoted = True
         batch[0].signal.release()
 
@@ -332,42 +349,70 @@ class _GroupCommit:
             self._conn = self._pool.get_connection()
         return self._conn
 
-    def _write(self, batch: list[_Request]) -> bool:
-        """Send ``batch`` without reading; False (connection dropped) if that failed."""
+    def _write(self, batch: list[_Request]) -> _Plan | None:
+        """Send ``batch`` without reading; what was sent, or None if sending failed.
+
+        The appends of one partition become one call of the append script, in
+        arrival order (the script runs them one after another, each atomically);
+        other commands follow as they are.
+        """
+        sha = self._sha
+        plain: list[_Request] = []
+        joined: dict[str, list[_Request]] = {}
+        for request in batch:
+            if request.feed is None:
+                plain.append(request)
+                continue
+            group = joined.get(request.feed)
+            if group is None:
+                joined[request.feed] = [request]
+            else:
+                group.append(request)
+        commands: list[tuple[Any, ...]] = []
+        for feed, group in joined.items():
+            args: list[Any] = ["EVALSHA", sha, len(group) + 1, feed]
+            args += [request.stream for request in group]
+            for request in group:
+                args += request.args
+            commands.append(tuple(args))
+        commands += [request.command for request in plain]
+        plan: _Plan = [(group, True) for group in joined.values()]
+        plan += [([request], False) for request in plain]
         try:
             conn = self._connection()
             if _pack_command is not None:
-                packed = [b"".join([_pack_command(r.command) for r in batch])]
+                packed = [b"".join([_pack_command(command) for command in commands])]
             else:  # pragma: no cover
-                packed = conn.pack_commands([r.command for r in batch])
+                packed = conn.pack_commands(commands)
             conn.send_packed_command(packed, check_health=False)
         except (rx.ConnectionError, rx.TimeoutError, OSError):
             if self._conn is not None:
                 self._conn.disconnect()
-            return False
+            return None
         self.round_trips += 1
-        return True
+        return plan
 
-    def _complete(self, batch: list[_Request], sent: bool) -> None:
-        """Get every reply of ``batch`` (sending it first unless ``sent``)."""
+    def _complete(self, batch: list[_Request], plan: _Plan | None) -> None:
+        """Get every reply of ``batch`` (sending it first unless ``plan`` says it was)."""
         pending = batch
         failures = 0
         while pending:
             conn: Any = None
             try:
-                if not sent:
+                if plan is None:
                     conn = self._connection()
-                    if not self._write(pending):
+                    plan = self._write(pending)
+                    if plan is None:
                         raise rx.ConnectionError("sending appends failed")
                 conn = self._connection()
-                _read_replies(conn, pending)
+                _read_replies(conn, plan)
             except (rx.ConnectionError, rx.TimeoutError, OSError) as error:
                 # The replies of some appends may be lost after the server applied
                 # them: sending them again is safe, a retry returns the earlier result.
                 if conn is not None:
                     conn.disconnect()
                 pending = [item for item in pending if not item.done]
-                sent = False
+                plan = None
                 failures += 1
                 if failures > self._retries:
                     for item in pending:
@@ -389,7 +434,7 @@ class _GroupCommit:
                 for item in missing:
                     item.error, item.done = error, True
                 return
-            pending, sent = missing, False
+            pending, plan = missing, None
 
     def close(self) -> None:
         with self._mutex:
@@ -419,9 +464,8 @@ class _Pipe:
         self._closed = False
 
     def submit(
-        self, command: tuple[Any, ...], convert: Callable[[Any], Any] | None, doing: str
+        self, request: _Request, convert: Callable[[Any], Any] | None, doing: str
     ) -> Future[Any]:
-        request = _Request(command)
         future: Future[Any] = Future()
         request.future, request.convert, request.doing = future, convert, doing
         if self._thread is None:
@@ -455,7 +499,7 @@ class _Pipe:
                     break
                 batch.append(item)
             try:
-                self._commit._complete(batch, False)
+                self._commit._complete(batch, None)
             except BaseException as error:  # never leave a future pending
                 for item in batch:
                     if not item.done:
@@ -516,14 +560,25 @@ def _set(future: Future[Any], result: Any, error: BaseException | None) -> None:
         pass
 
 
-def _read_replies(conn: Any, requests: list[_Request]) -> None:
-    """Read one reply per request, in order; an error reply becomes that request's error."""
-    for item in requests:
+def _read_replies(conn: Any, plan: _Plan) -> None:
+    """Read one reply per command sent, in order, and hand each request its part.
+
+    An error reply is the error of every request its command served (a joined
+    append fails whole: the script checks before its first write).
+    """
+    for requests, joined in plan:
         try:
-            item.reply = conn.read_response()
+            reply = conn.read_response()
         except rx.ResponseError as error:
-            item.error = error
-        item.done = True
+            for item in requests:
+                item.error, item.done = error, True
+            continue
+        if joined:
+            for item, part in zip(requests, reply, strict=True):
+                item.reply, item.done = part, True
+        else:
+            item = requests[0]
+            item.reply, item.done = reply, True
 
 
 def _wait(signal: Any) -> BaseException | None:
@@ -677,9 +732,9 @@ class RedisEventStore:
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
     ) -> AppendResult:
         """See ``EventStore.append``."""
-        command, partition = self._append_command(stream_id, events, expected_version, metadata)
+        request, partition = self._append_request(stream_id, events, expected_version, metadata)
         try:
-            reply = self._writer.call(command)
+            reply = self._writer.call(request)
         except PersistenceError:
             raise
         except Exception as error:
@@ -694,22 +749,22 @@ class RedisEventStore:
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
     ) -> Future[AppendResult]:
         """See ``EventStore.append_async``: pipelined by the store's I/O thread."""
-        command, partition = self._append_command(stream_id, events, expected_version, metadata)
+        request, partition = self._append_request(stream_id, events, expected_version, metadata)
         count = len(events)
 
         def convert(reply: Any) -> AppendResult:
             return _append_result(reply, stream_id, partition, expected_version, count)
 
-        return self._pipe.submit(command, convert, f"append to {stream_id!r}")
+        return self._pipe.submit(request, convert, f"append to {stream_id!r}")
 
-    def _append_command(
+    def _append_request(
         self,
         stream_id: str,
         events: Sequence[BaseModel],
         expected_version: ExpectedVersion,
         metadata: Sequence[EventMetadata] | EventMetadata | None,
-    ) -> tuple[tuple[Any, ...], int]:
-        """The ``EVALSHA`` of the append script for these events, and the partition."""
+    ) -> tuple[_Request, int]:
+        """The append as the script's arguments (see ``APPEND``), and its partition."""
         # The hot path of every command: no EventMetadata objects unless the caller
         # gave some, the codec's tables read directly, one time stamp per append.
         if type(expected_version) is int and expected_version >= 0:
@@ -718,16 +773,7 @@ class RedisEventStore:
             expected = expected_as_int(expected_version)
         count = len(events)
         partition = crc32(stream_id.encode()) % self._partitions
-        command: list[Any] = [
-            "EVALSHA",
-            self._writer.sha,
-            2,
-            self._stream_prefix[partition] + stream_id,
-            self._feed_keys[partition],
-            expected,
-            count,
-            stream_id,
-        ]
+        args: list[Any] = [expected, count, stream_id]
         by_model = self._codec._by_model
         if metadata is None:
             if count == 0:
@@ -737,7 +783,7 @@ class RedisEventStore:
                 reg = by_model.get(type(event))
                 if reg is None:
                     raise self._codec._unregistered(event)
-                command += (
+                args += (
                     reg.type_name,
                     reg.schema_version,
                     _packb(reg.dump(event, mode="json")),
@@ -751,7 +797,7 @@ class RedisEventStore:
             encode = self._codec.encode_fields
             for event, meta in zip(events, metadata_for(events, metadata), strict=True):
                 type_name, schema, data = encode(event)
-                command += (
+                args += (
                     type_name,
                     schema,
                     data,
@@ -761,7 +807,10 @@ class RedisEventStore:
                     repr(meta.recorded_at),
                     _packb(dict(meta.extra)) if meta.extra else b"",
                 )
-        return tuple(command), partition
+        request = _Request(
+            None, self._feed_keys[partition], self._stream_prefix[partition] + stream_id, args
+        )
+        return request, partition
 
     # -- reading -------------------------------------------------------------------
 
@@ -896,7 +945,8 @@ class RedisEventStore:
         out: list[RecordedEvent] = []
 
         def ask(start: str | bytes, after: int) -> None:
-            asked = self._pipe.submit(("XRANGE", key, start, end, "COUNT", page), None, doing)
+            command = ("XRANGE", key, start, end, "COUNT", page)
+            asked = self._pipe.submit(_Request(command), None, doing)
 
             def on_page(done: Future[Any]) -> None:
                 try:

@@ -140,3 +140,35 @@ def test_an_async_append_after_close_fails_its_future_as_unavailable(
 
     with pytest.raises(EventStoreUnavailable, match="closed"):
         store.append_async("s", deposit(2), 1).result(WAIT)
+
+
+@pytest.mark.redis
+def test_a_conflict_among_appends_sent_together_leaves_the_others_applied_in_order(
+    redis_url: str, key_prefix: str
+) -> None:
+    # One partition: appends queued together go out joined in one call of the script
+    # (how many share a call depends on timing; the outcomes must not).
+    persistence = Persistence.on_redis(redis_url, make_codec(), prefix=key_prefix, partitions=1)
+    try:
+        store = persistence.events
+        store.append("taken", deposit(0), NO_STREAM)
+        futures = [
+            store.append_async(stream, deposit(n), expected)
+            for n, (stream, expected) in enumerate(
+                [("a", 0), ("taken", 0), ("b", 0), ("a", 1), ("taken", 1), ("b", 5)]
+            )
+        ]
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result(WAIT).version)
+            except ConcurrencyError as conflict:
+                outcomes.append(f"conflict at {conflict.actual}")
+
+        assert outcomes == [1, "conflict at 1", 1, 2, 2, "conflict at 1"]
+        assert [e.event.amount for e in store.read("a")] == [0, 3]
+        assert [e.event.amount for e in store.read("taken")] == [0, 4]
+        feed = [(e.stream_id, e.version) for e in store.read_feed(0)]
+        assert feed == [("taken", 1), ("a", 1), ("b", 1), ("a", 2), ("taken", 2)]
+    finally:
+        persistence.close()
