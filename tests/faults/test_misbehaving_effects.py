@@ -49,8 +49,8 @@ EXPECTED = {
     "hangs": ReservationStatus.TIMED_OUT,
     "times_out": ReservationStatus.PAYMENT_FAILED,
 }
-SAGA = SagaSettings(seats_timeout=5.0, payment_timeout=2.5, retry_interval=0.5)
-PAYMENT = PaymentSettings(gateway_timeout=4.0)
+SAGA = SagaSettings(seats_timeout=5.0, payment_timeout=4.0, retry_interval=0.5)
+PAYMENT = PaymentSettings(gateway_timeout=6.0)
 CAPACITY = 60
 
 
