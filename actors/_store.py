@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any, Generic, Literal, TypeVar
 
 import pykka
@@ -30,6 +30,7 @@ from actors._errors import (
     Timeout,
 )
 from actors._handle import EffectHandle
+from actors._pool import EffectPool
 from actors._reducer import ReducerLike, as_reducer, effects_of
 from actors._runner import RUNNING, EffectRunner, Task
 
@@ -47,16 +48,16 @@ DEFAULT_STOP_TIMEOUT = 10.0
 log = logging.getLogger("actors.store")
 
 _names = itertools.count(1)
-_executor: ThreadPoolExecutor | None = None
+_executor: EffectPool | None = None
 _executor_lock = threading.Lock()
 
 
-def shared_executor() -> ThreadPoolExecutor:
+def shared_executor() -> EffectPool:
     """The executor that stores share when given none (created on first use)."""
     global _executor
     with _executor_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="actors-effect")
+            _executor = EffectPool(max_workers=64, thread_name_prefix="actors-effect")
         return _executor
 
 
@@ -168,6 +169,8 @@ class _StoreRunner(EffectRunner):
         post = self._post_msg
 
         def work() -> None:
+            if task.state is not RUNNING:
+                return  # cancelled before it started
             try:
                 result = fn()
             except BaseException as error:  # reported, never lost: see EffectFailed
@@ -175,10 +178,7 @@ class _StoreRunner(EffectRunner):
             else:
                 post(_LeafDone(task, result, None))
 
-        try:
-            task.work = self._executor.submit(work)
-        except Exception as error:  # e.g. a shut-down executor: fail the task, never hang
-            post(_LeafDone(task, None, error))
+        self._spawn(task, work)
 
     def spawn_run(self, task: Task, fn: Callable[[Callable[[Any], None]], None]) -> None:
         post = self._post_msg
@@ -188,6 +188,8 @@ class _StoreRunner(EffectRunner):
                 post(_Feedback(task, action))
 
         def work() -> None:
+            if task.state is not RUNNING:
+                return  # cancelled before it started
             try:
                 fn(send)
             except BaseException as error:
@@ -195,10 +197,18 @@ class _StoreRunner(EffectRunner):
             else:
                 post(_LeafDone(task, None, None))
 
+        self._spawn(task, work)
+
+    def _spawn(self, task: Task, work: Callable[[], None]) -> None:
+        executor = self._executor
         try:
-            task.work = self._executor.submit(work)
+            if type(executor) is EffectPool:
+                # No Future to cancel: the work checks the task's state when it starts.
+                executor.execute(work)
+            else:
+                task.work = executor.submit(work)
         except Exception as error:  # e.g. a shut-down executor: fail the task, never hang
-            post(_LeafDone(task, None, error))
+            self._post_msg(_LeafDone(task, None, error))
 
     def spawn_pipe(
         self,
