@@ -144,10 +144,17 @@ def evolve_section(state: SectionState, event: DomainEvent) -> SectionState:
     if isinstance(event, SeatsReserved):
         if event.reservation_id in state.reservations:
             return state
-        for seat in event.seats:
-            _take(state.free, seat)
+        seats, free = event.seats, state.free
+        if seats and tuple(free[: len(seats)]) == seats:
+            # The lowest free seats (any reserve without named seats): one cut of the
+            # list's head instead of a shift of the whole list per seat.
+            del free[: len(seats)]
+        else:
+            for seat in seats:
+                _take(free, seat)
+        for seat in seats:
             state.held[seat] = event.reservation_id
-        state.reservations[event.reservation_id] = ReservationRecord("held", event.seats)
+        state.reservations[event.reservation_id] = ReservationRecord("held", seats)
     elif isinstance(event, SeatsConfirmed):
         record = state.reservations.get(event.reservation_id)
         if record is None or record.status != "held":
