@@ -212,7 +212,10 @@ class Projector:
         with self._lock:
             known = self._applied.get(key)
         if known is None:
-            known = self.projections.position(key)
+            # Nothing comes before a stream's first event, and apply() skips a position
+            # the hash has already: no read for it (one per reservation, a round trip
+            # on Redis).
+            known = 0 if recorded.version == 1 else self.projections.position(key)
         if recorded.version <= known:
             return
         if recorded.version == known + 1:
