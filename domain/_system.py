@@ -259,6 +259,25 @@ class _Children:
             log.info("payments stopped; %r not sent", command)
 
 
+class _SagaBus:
+    """The ``ticketing-saga`` group's handler. Besides the per-event call it has
+    ``begin`` (see ``persistence._subscription``): a consumer hands every event of a
+    read to the saga at once and then waits for each, so a batch costs one saga round
+    trip, not one per event."""
+
+    __slots__ = ("begin",)
+
+    def __init__(self, begin: Callable[[RecordedEvent], Callable[[], None]]) -> None:
+        self.begin = begin
+
+    def __call__(self, recorded: RecordedEvent) -> None:
+        self.begin(recorded)()
+
+
+def _nothing_to_wait_for() -> None:
+    pass
+
+
 @contextlib.contextmanager
 def _backend(doing: str) -> Iterator[None]:
     try:
@@ -378,7 +397,7 @@ class TicketingSystem:
                 self._subscriptions.append(
                     subscribe(
                         SAGA_GROUP,
-                        self._deliver,
+                        _SagaBus(self._begin_delivery),
                         consumer=f"{node}-saga-{n}",
                         claim_idle=claim_idle,
                         max_deliveries=1000,
@@ -788,26 +807,36 @@ class TicketingSystem:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _deliver(self, recorded: RecordedEvent) -> None:
-        """The saga group's handler: hand a child's event to the saga, wait until its
-        reaction is recorded, so that the bus acknowledges only what is safe."""
+    def _begin_delivery(self, recorded: RecordedEvent) -> Callable[[], None]:
+        """The saga group's handling of an event: hand a child's event to the saga now;
+        the function returned waits until its reaction is recorded (raises if it was
+        not), so that the bus acknowledges only what is safe."""
         event = recorded.event
         if not isinstance(event, CHILD_EVENTS):
-            return
+            return _nothing_to_wait_for
         delivery_id = f"{self.node}:{next(self._deliveries)}"
         waiter = self._waiters.expect_delivery(delivery_id)
         try:
             self._saga.send(Deliver(event, delivery_id))  # type: ignore[arg-type]
-            if not waiter.event.wait(self._wait_timeout):
-                raise _DeliveryNotRecorded(f"no answer within {self._wait_timeout} s")
-        finally:
+        except BaseException:
             self._waiters.forget_delivery(delivery_id)
-        settled = waiter.settled
-        if waiter.error is not None:
-            raise waiter.error
-        assert settled is not None
-        if not settled.ok:
-            raise _DeliveryNotRecorded(settled.detail)
+            raise
+        waiters, wait_timeout = self._waiters, self._wait_timeout
+
+        def finish() -> None:
+            try:
+                if not waiter.event.wait(wait_timeout):
+                    raise _DeliveryNotRecorded(f"no answer within {wait_timeout} s")
+            finally:
+                waiters.forget_delivery(delivery_id)
+            settled = waiter.settled
+            if waiter.error is not None:
+                raise waiter.error
+            assert settled is not None
+            if not settled.ok:
+                raise _DeliveryNotRecorded(settled.detail)
+
+        return finish
 
     def _event(self, event_id: str) -> EventCreated:
         created = self._catalog.get(event_id)

@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -203,13 +203,61 @@ class RunningSubscription:
                 self._backend.close()
 
     def _process(self, deliveries: Sequence[Delivery]) -> None:
+        begin: Callable[[RecordedEvent], Callable[[], None]] | None = getattr(
+            self._handler, "begin", None
+        )
+        if begin is not None and len(deliveries) > 1:
+            self._process_begun(deliveries, begin)
+            return
         for delivery in deliveries:
             if self._stopping.is_set():
                 break  # the rest stay pending on this consumer
             self._deliver(delivery)
         self._flush_acks()
 
-    def _deliver(self, delivery: Delivery) -> None:
+    def _process_begun(
+        self,
+        deliveries: Sequence[Delivery],
+        begin: Callable[[RecordedEvent], Callable[[], None]],
+    ) -> None:
+        """A handler with ``begin(event) -> finish`` (the saga's bus, whose handling
+        waits on another thread): every first delivery of the batch is begun, then each
+        is finished in order. A handler that waits event by event would make a batch
+        cost the sum of its waits, and entries pile up behind it on this consumer.
+
+        A delivery whose ``begin`` or ``finish`` raises, and any delivery past the
+        limit, goes the per-event way (retried, dead-lettered) as in ``_deliver``.
+        """
+        begun: list[tuple[Delivery, Callable[[], None] | Exception | None]] = []
+        for delivery in deliveries:
+            if self._stopping.is_set():
+                break  # the rest stay pending on this consumer
+            if delivery.event is None or delivery.deliveries > self._max_deliveries:
+                begun.append((delivery, None))
+                continue
+            try:
+                begun.append((delivery, begin(delivery.event)))
+            except Exception as error:
+                begun.append((delivery, error))
+        for delivery, finish in begun:
+            if finish is None:  # undecodable or past the limit: the ordinary path
+                self._deliver(delivery)
+            elif isinstance(finish, Exception):
+                self._deliver(delivery, failed=finish)
+            else:
+                try:
+                    finish()
+                except Exception as error:
+                    self._deliver(delivery, failed=error)
+                else:
+                    self._handled(delivery)
+        self._flush_acks()
+
+    def _deliver(self, delivery: Delivery, failed: Exception | None = None) -> None:
+        """Handle ``delivery`` until it is handled or dead-lettered (or the loop stops).
+
+        ``failed``: what its first handling (begun by ``_process_begun``) raised.
+        """
         current: Delivery | None = delivery
         while current is not None:
             if current.deliveries > self._max_deliveries:
@@ -221,6 +269,9 @@ class RunningSubscription:
                 )
                 return
             try:
+                if failed is not None:
+                    error, failed = failed, None
+                    raise error
                 if current.event is None:
                     assert current.decode_error is not None
                     raise current.decode_error
@@ -240,16 +291,16 @@ class RunningSubscription:
                 self._flush_acks()
                 current = self._backend.redeliver(current)
             else:
-                now = time.monotonic()
-                if not self._unacked:
-                    self._unacked_since = now
-                self._unacked.append(current)
-                if (
-                    len(self._unacked) >= ACK_BATCH
-                    or now - self._unacked_since >= self._ack_within
-                ):
-                    self._flush_acks()
+                self._handled(current)
                 return
+
+    def _handled(self, delivery: Delivery) -> None:
+        now = time.monotonic()
+        if not self._unacked:
+            self._unacked_since = now
+        self._unacked.append(delivery)
+        if len(self._unacked) >= ACK_BATCH or now - self._unacked_since >= self._ack_within:
+            self._flush_acks()
 
     def _dead_letter(self, delivery: Delivery, error: str, tb: str) -> None:
         log.error(
