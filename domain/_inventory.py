@@ -688,20 +688,31 @@ def _conflicted(
     effects: Effects = []
     if slot.attempts >= env.settings.max_attempts:
         detail = f"{slot.attempts} conflicting appends in a row ({action.detail})"
+        # Confirms and releases cannot fail for business reasons, and their rejection
+        # does not reach the saga: it would re-send them only on its retry timer (5 s
+        # by default: the racing test's latency tail). They go round again; reserves
+        # and initializations are given up (the customer may try again).
+        again = [c for c in slot.writing if isinstance(c, ConfirmReservation | ReleaseReservation)]
+        given_up = [c for c in slot.writing if c not in again]
         log.warning(
-            "inventory %s: giving up a batch of %d: %s", action.key, len(slot.writing), detail
+            "inventory %s: giving up %d of a batch of %d: %s",
+            action.key,
+            len(given_up),
+            len(slot.writing),
+            detail,
         )
         effects.extend(
             Effect.send(CommandRejected(command, Rejection.CONTENTION, detail))
-            for command in slot.writing
+            for command in given_up
         )
         rejections = tuple(
             _seats_rejected(command, Rejection.CONTENTION, detail)
-            for command in slot.writing
+            for command in given_up
             if isinstance(command, ReserveSeats)
         )
         if rejections:
             effects.append(_record_anyway(env, action.key, rejections))
+        slot.waiting.extendleft(reversed(again))
         slot.attempts = 0
     else:
         slot.waiting.extendleft(reversed(slot.writing))

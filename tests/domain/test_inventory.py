@@ -9,7 +9,13 @@ import pytest
 
 from actors import ManualClock
 from actors.testing import TestStore
-from domain._events import SeatsRejected, SeatsReleased, SeatsReserved, SectionInitialized
+from domain._events import (
+    SeatsConfirmed,
+    SeatsRejected,
+    SeatsReleased,
+    SeatsReserved,
+    SectionInitialized,
+)
 from domain._inventory import (
     AppendConflicted,
     AppendFailed,
@@ -230,6 +236,25 @@ def test_a_batch_that_keeps_conflicting_is_rejected_for_contention_and_the_rejec
     assert isinstance(last, SeatsRejected)
     assert last.reason == "contention"
     assert repo.appends[-1][2] == "any"
+
+
+def test_a_confirm_that_keeps_conflicting_goes_round_again_instead_of_being_rejected() -> None:
+    # A rejected confirm never reaches the saga, which would re-send it only after its
+    # retry interval: the racing test's 5 s latency tail.
+    store, repo = make_store(with_section(section(capacity=100), reserved("r1", 1)), max_attempts=2)
+    confirm = ConfirmReservation("r1", "gig", "A")
+    store.exhaustive = False
+    store.send(confirm)
+    for n in range(2):
+        repo.write(A, reserved(f"other{n}", 50 + n))  # someone writes first, twice
+        store.receive(SectionLoaded)
+        store.receive(AppendConflicted)
+    reply = store.receive(
+        lambda a: isinstance(a, CommandApplied | CommandRejected) and a.command == confirm
+    )
+    assert isinstance(reply, CommandApplied)
+    assert isinstance(repo.events(A)[-1], SeatsConfirmed)
+    assert not any(isinstance(e, SeatsRejected) for e in repo.events(A))
 
 
 def test_a_failed_load_rejects_the_waiting_commands_and_leaves_the_section_idle() -> None:
