@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -158,6 +159,14 @@ def machine(redis_url: str | None) -> str:
     return text
 
 
+def _number(value: float, digits: int = 4) -> str:
+    """``digits`` significant digits (at least the units), thousands separated."""
+    if value == 0 or abs(value) >= 10 ** (digits - 1):
+        return f"{value:,.0f}"
+    places = digits - 1 - math.floor(math.log10(abs(value)))
+    return f"{value:,.{places}f}"
+
+
 def block(rows: list[dict[str, Any]], times: list[str], redis_url: str | None) -> str:
     by_key = {(row["area"], row["name"]): row for row in rows}
     dates = sorted({t[:10] for t in times})
@@ -183,12 +192,12 @@ def block(rows: list[dict[str, Any]], times: list[str], redis_url: str | None) -
             base = by_key.get((area, row["baseline"])) if row["baseline"] else None
             ratio = ""
             if base is not None and base["median"]:
-                ratio = f"{row['median'] / base['median']:.2f} x {row['baseline']}"
-            spread = f"{row['min']:,.1f}-{row['max']:,.1f}"
+                ratio = f"{_number(row['median'] / base['median'], 3)} x {row['baseline']}"
+            spread = f"{_number(row['min'])}-{_number(row['max'])}"
             if len(row["samples"]) == 1:
                 spread = "one run"
             lines.append(
-                f"| {row['name']} | {row['median']:,.1f} | {spread} | {row['unit']} | {ratio} |"
+                f"| {row['name']} | {_number(row['median'])} | {spread} | {row['unit']} | {ratio} |"
             )
         lines.append("")
     lines += ["Targets, checked against the figures above:", ""]
