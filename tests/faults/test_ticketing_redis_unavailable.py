@@ -41,6 +41,7 @@ SAGA = SagaSettings(seats_timeout=3.0, payment_timeout=3.0, retry_interval=0.5)
 RESERVE_TIMEOUT = 8.0
 THREADS = 8
 DOWN_FOR = 5.0
+PROBE_TIMEOUT = 1.0
 
 
 def test_a_system_started_while_redis_is_down_fails_at_once_with_a_typed_error() -> None:
@@ -73,9 +74,10 @@ def test_redis_down_for_five_seconds_mid_run_gives_typed_answers_then_the_same_s
 ) -> None:
     """Figure: 8 threads reserving 1-3 seats in 2 sections of 1,000 (1 card in 7
     declined) on Redis with appendfsync always; Redis killed (SIGKILL) after 3 s, kept
-    down 5 s, restarted on the same port and data dir, load for 5 s more. Every call
-    answers within its 8 s timeout plus a margin, with an outcome or a typed error
-    (BackendUnavailable, ReservationTimeout), never anything else; the same system
+    down 5 s, restarted on the same port and data dir, load for 5 s more; 3 probe
+    calls (timeout 1 s) made during the outage. Every call answers within its timeout
+    plus a margin, with an outcome or a typed error (BackendUnavailable,
+    ReservationTimeout; the probes always with an error), never anything else; the same system
     completes reservations again after the restart with nobody restarting it; every
     reservation that was started ends terminal; the gateway keeps money only for
     completed ones; every invariant holds."""
@@ -117,7 +119,22 @@ def test_redis_down_for_five_seconds_mid_run_gives_typed_answers_then_the_same_s
         stop.wait(3.0)
         server.kill()
         killed_at = time.monotonic()
-        stop.wait(DOWN_FOR)
+        # Calls in flight at the kill may wait the outage out; calls made during it
+        # must answer within their timeout too, typed. Probe that every time.
+        probes: list[Attempt] = []
+        stop.wait(1.0)
+        for n in range(3):
+            began = time.monotonic()
+            probe = Attempt(f"probe{n}", began, 0.0)
+            try:
+                probe.outcome = system.reserve(
+                    "prober", "gig", "A", 1, reservation_id=probe.rid, timeout=PROBE_TIMEOUT
+                )
+            except Exception as error:  # judged below with the others
+                probe.error = error
+            probe.took = time.monotonic() - began
+            probes.append(probe)
+        stop.wait(max(0.0, killed_at + DOWN_FOR - time.monotonic()))
         server.start()
         back_at = time.monotonic()
         stop.wait(5.0)
@@ -126,6 +143,10 @@ def test_redis_down_for_five_seconds_mid_run_gives_typed_answers_then_the_same_s
             worker.join(RESERVE_TIMEOUT + 10)
         assert not any(worker.is_alive() for worker in workers), "a reserve call hangs"
 
+        for probe in probes:
+            assert isinstance(probe.error, BackendUnavailable | ReservationTimeout), probe
+            assert probe.took < PROBE_TIMEOUT + 1.5, probe
+        attempts.extend(probes)
         untyped = [a for a in attempts if a.error is not None and not isinstance(
             a.error, BackendUnavailable | ReservationTimeout
         )]
@@ -184,7 +205,8 @@ def test_redis_down_for_five_seconds_mid_run_gives_typed_answers_then_the_same_s
         print(
             f"\nredis down {DOWN_FOR:.0f} s under ticketing load: {len(attempts)} reserve "
             f"calls, answered {dict(statuses)}, typed errors {dict(errors)} "
-            f"({len(failed_during)} during the outage, {unknown} never recorded; "
+            f"({len(failed_during)} during the outage, {unknown} never recorded; probes "
+            f"answered in {', '.join(f'{p.took:.2f}' for p in probes)} s; "
             f"{len(during) - len(failed_during)} calls waited the outage out), slowest "
             f"call {slowest:.2f} s; {len(completed_after)} completed after the restart; all "
             f"terminal {settled_in:.1f} s after it: {dict(ended)}; {report.sections}"
