@@ -325,7 +325,10 @@ def test_gateway_faults_declines_timeouts_and_a_restart_together_keep_every_inva
     start: StartSystem,
 ) -> None:
     gateway = DemoGateway(latency=(0.0, 0.03), error_rate=0.05, timeout_rate=0.05, seed=5)
-    settings = SagaSettings(seats_timeout=5.0, payment_timeout=0.02, retry_interval=0.2)
+    # Gateway timeouts come from timeout_rate (the charge goes through, its answer is
+    # lost); the payment deadline leaves room for a loaded machine, where a deadline
+    # of a few gateway latencies timed every reservation out and none was declined.
+    settings = SagaSettings(seats_timeout=5.0, payment_timeout=1.0, retry_interval=0.2)
     first = start(node="box", gateway=gateway, saga=settings)
     first.create_event("gig", sections={"A": 40, "B": 40, "C": 40}, price_cents=700)
     rnd = random.Random(23)
