@@ -33,9 +33,9 @@ def rss_kb() -> int:
 def test_a_flood_far_beyond_a_bounded_mailbox_is_refused_at_once_with_rss_flat() -> None:
     """Figure: 4 threads sending 1 kB actions as fast as they can for 4 s at a store
     with ``mailbox_size=1000`` whose reducer takes ~0.1 ms per action (hundreds of
-    thousands of sends, nearly all refused): every refusal is ``MailboxFull`` within
-    0.1 s (measured worst and mean), RSS grows by less than 16 MB, and every accepted
-    action is reduced, once."""
+    thousands of sends, nearly all refused): every refusal is ``MailboxFull``, in
+    under 1 ms on average and 1 s at worst (measured), RSS grows by less than 16 MB,
+    and every accepted action is reduced, once."""
 
     def reduce(state: dict[str, int], action: bytes, env: Any) -> list[Effect[Any]]:
         deadline = time.perf_counter() + 0.0001
@@ -91,7 +91,12 @@ def test_a_flood_far_beyond_a_bounded_mailbox_is_refused_at_once_with_rss_flat()
         state = store.state(timeout=30)  # reduced after everything accepted before it
         assert state == {"reduced": total_accepted, "bytes": total_accepted * PAYLOAD}
         assert total_refused > 10 * total_accepted, (total_accepted, total_refused)
-        assert max(slowest) < 0.1, f"a refusal took {max(slowest) * 1000:.1f} ms"
+        # "At once": a send never waits for room. The mean shows it (a waiting send
+        # would take a reduction's time or more); the worst is bounded loosely, since
+        # on a loaded machine any thread may be descheduled for a few hundred ms.
+        mean = sum(refusing) / total_refused
+        assert mean < 0.001, f"refusals took {mean * 1e6:.0f} us on average"
+        assert max(slowest) < 1.0, f"a refusal took {max(slowest) * 1000:.1f} ms"
         grown = peak[0] - before
         assert grown < RSS_SLACK_KB, f"RSS grew by {grown} kB"
         print(
