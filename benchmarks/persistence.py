@@ -168,8 +168,8 @@ def _run(
             pipe.evalsha(
                 sha,
                 2,
-                f"{tag}:feed",
                 f"{tag}:stream:{stream}",
+                f"{tag}:feed",
                 i // streams,
                 1,
                 stream,
@@ -222,7 +222,7 @@ def _run(
 
     def append_async_in_flight() -> float:
         # One thread, every append in flight at once (as a store piping its appends):
-        # the I/O thread joins them per partition, no thread waits per append.
+        # the I/O thread pipelines them, no thread waits per append.
         total = threads * per_thread
         streams = 1000
         start = time.perf_counter()

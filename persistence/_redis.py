@@ -9,8 +9,8 @@ Group commit (``_GroupCommit``): appends issued concurrently share round trips. 
 first caller to find the writer idle sends its own append at once (a lone append
 never waits for company); callers arriving while a batch is in flight queue up, and
 everything queued goes out in one pipeline as soon as that batch's replies are in
-(one EVALSHA per partition, each append with its own result or conflict). No timer,
-no sleeping: a batch is whatever queued during one round trip. ``append_async`` and
+(each append still its own EVALSHA with its own result or conflict). No timer, no
+sleeping: a batch is whatever queued during one round trip. ``append_async`` and
 ``read_async`` queue for an I/O thread (``_Pipe``) that batches the same way.
 
 Reads skip redis-py's reply callbacks (which build a dict per stream entry) and
@@ -193,29 +193,17 @@ def check_layout(client: redis.Redis, layout: RedisLayout) -> None:
 class _Request:
     """One command waiting for its reply.
 
-    An append carries its parts (``feed``, ``stream``, ``args``) so the writer can
-    join the appends of one partition into one call of the script; any other
-    command (a read) is ``command`` as it stands. A blocking caller waits on
-    ``signal`` (a lock); an asynchronous one is told through ``future``, after
-    ``convert`` turned the raw reply into its result.
+    A blocking caller waits on ``signal`` (a lock); an asynchronous one is told
+    through ``future``, after ``convert`` turned the raw reply into its result.
     """
 
     __slots__ = (
-        "args", "command", "convert", "doing", "done", "error", "feed", "future", "next",
-        "promoted", "reply", "signal", "stream",
+        "command", "convert", "doing", "done", "error", "future", "next", "promoted",
+        "reply", "signal",
     )
 
-    def __init__(
-        self,
-        command: tuple[Any, ...] | None = None,
-        feed: str | None = None,
-        stream: str = "",
-        args: list[Any] | None = None,
-    ) -> None:
-        self.command: tuple[Any, ...] = command or ()
-        self.feed = feed
-        self.stream = stream
-        self.args: list[Any] = args or []
+    def __init__(self, command: tuple[Any, ...]) -> None:
+        self.command = command
         self.reply: Any = None
         self.error: BaseException | None = None
         self.done = False
@@ -225,11 +213,6 @@ class _Request:
         self.future: Future[Any] | None = None
         self.convert: Callable[[Any], Any] | None = None
         self.doing = ""
-
-
-_Plan = list[tuple[list[_Request], bool]]
-"""What one round trip sent: per command, the requests it serves and whether it is
-a joined append (one reply per request, in a list) or a single command."""
 
 
 class _GroupCommit:
@@ -257,7 +240,7 @@ class _GroupCommit:
         self._busy = False  # a thread holds the leadership token
         # The batch handed to the next leader, and whether it was sent already.
         self._in_flight: list[_Request] = []
-        self._in_flight_plan: _Plan | None = None  # None: not sent yet
+        self._in_flight_sent = False
         self._conn: Any = None
         self._closed = False
         self.round_trips = 0  # for tests and the benchmark: appends / round trips
@@ -271,14 +254,15 @@ class _GroupCommit:
     def sha(self) -> str:
         return self._sha
 
-    def call(self, request: _Request) -> Any:
-        """Send ``request``; its reply, or its error.
+    def call(self, command: tuple[Any, ...]) -> Any:
+        """Send ``command`` (an ``EVALSHA`` of the script); the reply, or its error.
 
         The calling thread either leads (holds the connection for one batch) or
         follows (waits for a leader to send its request). A follower's wait is not
         cut short by an interrupt (KeyboardInterrupt): others depend on it to wake
         the next follower or to lead the next batch; the interrupt is re-raised after.
         """
+        request = _Request(command)
         mutex = self._mutex
         with mutex:
             if self._busy:
@@ -298,11 +282,11 @@ class _GroupCommit:
                 if interrupted is not None:
                     raise interrupted
                 return _outcome(request)
-            batch, plan = self._in_flight, self._in_flight_plan
+            batch, sent = self._in_flight, self._in_flight_sent
         else:
-            batch, plan = [request], None
+            batch, sent = [request], False
         try:
-            self._complete(batch, plan)
+            self._complete(batch, sent)
         except BaseException as error:  # e.g. an interrupt during the round trip
             if self._conn is not None:  # replies may be half read: start afresh
                 self._conn.disconnect()
@@ -333,12 +317,12 @@ class _GroupCommit:
             if not batch:
                 self._busy = False
                 return
-        plan: _Plan | None = None
+        sent = False
         try:
-            plan = self._write(batch)
+            sent = self._write(batch)
         except BaseException:  # the next leader sends it again
-            plan = None
-        self._in_flight, self._in_flight_plan = batch, plan
+            sent = False
+        self._in_flight, self._in_flight_sent = batch, sent
         batch[0].promoted = True
         batch[0].signal.release()
 
@@ -349,70 +333,42 @@ class _GroupCommit:
             self._conn = self._pool.get_connection()
         return self._conn
 
-    def _write(self, batch: list[_Request]) -> _Plan | None:
-        """Send ``batch`` without reading; what was sent, or None if sending failed.
-
-        The appends of one partition become one call of the append script, in
-        arrival order (the script runs them one after another, each atomically);
-        other commands follow as they are.
-        """
-        sha = self._sha
-        plain: list[_Request] = []
-        joined: dict[str, list[_Request]] = {}
-        for request in batch:
-            if request.feed is None:
-                plain.append(request)
-                continue
-            group = joined.get(request.feed)
-            if group is None:
-                joined[request.feed] = [request]
-            else:
-                group.append(request)
-        commands: list[tuple[Any, ...]] = []
-        for feed, group in joined.items():
-            args: list[Any] = ["EVALSHA", sha, len(group) + 1, feed]
-            args += [request.stream for request in group]
-            for request in group:
-                args += request.args
-            commands.append(tuple(args))
-        commands += [request.command for request in plain]
-        plan: _Plan = [(group, True) for group in joined.values()]
-        plan += [([request], False) for request in plain]
+    def _write(self, batch: list[_Request]) -> bool:
+        """Send ``batch`` without reading; False (connection dropped) if that failed."""
         try:
             conn = self._connection()
             if _pack_command is not None:
-                packed = [b"".join([_pack_command(command) for command in commands])]
+                packed = [b"".join([_pack_command(r.command) for r in batch])]
             else:  # pragma: no cover
-                packed = conn.pack_commands(commands)
+                packed = conn.pack_commands([r.command for r in batch])
             conn.send_packed_command(packed, check_health=False)
         except (rx.ConnectionError, rx.TimeoutError, OSError):
             if self._conn is not None:
                 self._conn.disconnect()
-            return None
+            return False
         self.round_trips += 1
-        return plan
+        return True
 
-    def _complete(self, batch: list[_Request], plan: _Plan | None) -> None:
-        """Get every reply of ``batch`` (sending it first unless ``plan`` says it was)."""
+    def _complete(self, batch: list[_Request], sent: bool) -> None:
+        """Get every reply of ``batch`` (sending it first unless ``sent``)."""
         pending = batch
         failures = 0
         while pending:
             conn: Any = None
             try:
-                if plan is None:
+                if not sent:
                     conn = self._connection()
-                    plan = self._write(pending)
-                    if plan is None:
+                    if not self._write(pending):
                         raise rx.ConnectionError("sending appends failed")
                 conn = self._connection()
-                _read_replies(conn, plan)
+                _read_replies(conn, pending)
             except (rx.ConnectionError, rx.TimeoutError, OSError) as error:
                 # The replies of some appends may be lost after the server applied
                 # them: sending them again is safe, a retry returns the earlier result.
                 if conn is not None:
                     conn.disconnect()
                 pending = [item for item in pending if not item.done]
-                plan = None
+                sent = False
                 failures += 1
                 if failures > self._retries:
                     for item in pending:
@@ -434,7 +390,7 @@ class _GroupCommit:
                 for item in missing:
                     item.error, item.done = error, True
                 return
-            pending, plan = missing, None
+            pending, sent = missing, False
 
     def close(self) -> None:
         with self._mutex:
@@ -464,8 +420,9 @@ class _Pipe:
         self._closed = False
 
     def submit(
-        self, request: _Request, convert: Callable[[Any], Any] | None, doing: str
+        self, command: tuple[Any, ...], convert: Callable[[Any], Any] | None, doing: str
     ) -> Future[Any]:
+        request = _Request(command)
         future: Future[Any] = Future()
         request.future, request.convert, request.doing = future, convert, doing
         if self._thread is None:
@@ -499,7 +456,7 @@ class _Pipe:
                     break
                 batch.append(item)
             try:
-                self._commit._complete(batch, None)
+                self._commit._complete(batch, False)
             except BaseException as error:  # never leave a future pending
                 for item in batch:
                     if not item.done:
@@ -560,25 +517,14 @@ def _set(future: Future[Any], result: Any, error: BaseException | None) -> None:
         pass
 
 
-def _read_replies(conn: Any, plan: _Plan) -> None:
-    """Read one reply per command sent, in order, and hand each request its part.
-
-    An error reply is the error of every request its command served (a joined
-    append fails whole: the script checks before its first write).
-    """
-    for requests, joined in plan:
+def _read_replies(conn: Any, requests: list[_Request]) -> None:
+    """Read one reply per request, in order; an error reply becomes that request's error."""
+    for item in requests:
         try:
-            reply = conn.read_response()
+            item.reply = conn.read_response()
         except rx.ResponseError as error:
-            for item in requests:
-                item.error, item.done = error, True
-            continue
-        if joined:
-            for item, part in zip(requests, reply, strict=True):
-                item.reply, item.done = part, True
-        else:
-            item = requests[0]
-            item.reply, item.done = reply, True
+            item.error = error
+        item.done = True
 
 
 def _wait(signal: Any) -> BaseException | None:
@@ -732,9 +678,9 @@ class RedisEventStore:
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
     ) -> AppendResult:
         """See ``EventStore.append``."""
-        request, partition = self._append_request(stream_id, events, expected_version, metadata)
+        command, partition = self._append_command(stream_id, events, expected_version, metadata)
         try:
-            reply = self._writer.call(request)
+            reply = self._writer.call(command)
         except PersistenceError:
             raise
         except Exception as error:
@@ -749,22 +695,22 @@ class RedisEventStore:
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
     ) -> Future[AppendResult]:
         """See ``EventStore.append_async``: pipelined by the store's I/O thread."""
-        request, partition = self._append_request(stream_id, events, expected_version, metadata)
+        command, partition = self._append_command(stream_id, events, expected_version, metadata)
         count = len(events)
 
         def convert(reply: Any) -> AppendResult:
             return _append_result(reply, stream_id, partition, expected_version, count)
 
-        return self._pipe.submit(request, convert, f"append to {stream_id!r}")
+        return self._pipe.submit(command, convert, f"append to {stream_id!r}")
 
-    def _append_request(
+    def _append_command(
         self,
         stream_id: str,
         events: Sequence[BaseModel],
         expected_version: ExpectedVersion,
         metadata: Sequence[EventMetadata] | EventMetadata | None,
-    ) -> tuple[_Request, int]:
-        """The append as the script's arguments (see ``APPEND``), and its partition."""
+    ) -> tuple[tuple[Any, ...], int]:
+        """The ``EVALSHA`` of the append script for these events, and the partition."""
         # The hot path of every command: no EventMetadata objects unless the caller
         # gave some, the codec's tables read directly, one time stamp per append.
         if type(expected_version) is int and expected_version >= 0:
@@ -773,7 +719,16 @@ class RedisEventStore:
             expected = expected_as_int(expected_version)
         count = len(events)
         partition = crc32(stream_id.encode()) % self._partitions
-        args: list[Any] = [expected, count, stream_id]
+        command: list[Any] = [
+            "EVALSHA",
+            self._writer.sha,
+            2,
+            self._stream_prefix[partition] + stream_id,
+            self._feed_keys[partition],
+            expected,
+            count,
+            stream_id,
+        ]
         by_model = self._codec._by_model
         if metadata is None:
             if count == 0:
@@ -783,7 +738,7 @@ class RedisEventStore:
                 reg = by_model.get(type(event))
                 if reg is None:
                     raise self._codec._unregistered(event)
-                args += (
+                command += (
                     reg.type_name,
                     reg.schema_version,
                     _packb(reg.dump(event, mode="json")),
@@ -797,7 +752,7 @@ class RedisEventStore:
             encode = self._codec.encode_fields
             for event, meta in zip(events, metadata_for(events, metadata), strict=True):
                 type_name, schema, data = encode(event)
-                args += (
+                command += (
                     type_name,
                     schema,
                     data,
@@ -807,10 +762,7 @@ class RedisEventStore:
                     repr(meta.recorded_at),
                     _packb(dict(meta.extra)) if meta.extra else b"",
                 )
-        request = _Request(
-            None, self._feed_keys[partition], self._stream_prefix[partition] + stream_id, args
-        )
-        return request, partition
+        return tuple(command), partition
 
     # -- reading -------------------------------------------------------------------
 
@@ -945,8 +897,7 @@ class RedisEventStore:
         out: list[RecordedEvent] = []
 
         def ask(start: str | bytes, after: int) -> None:
-            command = ("XRANGE", key, start, end, "COUNT", page)
-            asked = self._pipe.submit(_Request(command), None, doing)
+            asked = self._pipe.submit(("XRANGE", key, start, end, "COUNT", page), None, doing)
 
             def on_page(done: Future[Any]) -> None:
                 try:

@@ -15,22 +15,23 @@ __all__ = ["APPEND", "DEAD_LETTER", "PROJECTION_APPLY", "SNAPSHOT_SAVE", "TRIM_F
 
 EVENT_ARGS = 8
 """Values per event in APPEND's ARGV: type, schema, data, event_id, correlation_id,
-causation_id, recorded_at, extra (after 3 values per append: expected version,
-event count, stream id)."""
+causation_id, recorded_at, extra."""
 
 APPEND = """
--- Append events to aggregate streams and to their partition feed: each append
--- atomically, several appends of one partition in one call (group commit).
--- KEYS[1] partition feed, KEYS[2..] one aggregate stream per append (one hash slot)
--- ARGV, per append in KEYS order: expected version (-1 = any), event count n,
--- stream id, then 8 values per event: type, schema, data, event_id,
--- correlation_id, causation_id, recorded_at, extra.
--- Returns one reply per append: {1, version, feed ids...} appended;
--- {2, version, feed ids...} a retry of an applied append (nothing written);
--- {0, actual version} conflict; {3, version, event id} event ids of an earlier
--- append in another batch; {4, version, error} the aggregate stream refused an
--- entry (written to by another client): nothing written.
-local feed = KEYS[1]
+-- Append events to an aggregate stream and to its partition feed, atomically.
+-- KEYS[1] aggregate stream, KEYS[2] partition feed (same hash slot)
+-- ARGV[1] expected version (-1 = any), ARGV[2] event count n, ARGV[3] stream id,
+-- then 8 values per event: type, schema, data, event_id, correlation_id,
+-- causation_id, recorded_at, extra.
+-- Returns {1, version, feed ids...} appended; {2, version, feed ids...} a retry of
+-- an applied append (nothing written); {0, actual version} conflict;
+-- {3, version, event id} event ids of an earlier append in another batch;
+-- {4, version, error} the aggregate stream refused an entry (written to by another
+-- client): nothing written.
+local stream, feed = KEYS[1], KEYS[2]
+local expected = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local version = redis.call('XLEN', stream)
 
 local function field(fields, name)
   for i = 1, #fields, 2 do
@@ -39,79 +40,62 @@ local function field(fields, name)
   return false
 end
 
--- The append whose values start at ARGV[a], to ``stream``.
-local function append(stream, a)
-  local expected = tonumber(ARGV[a])
-  local n = tonumber(ARGV[a + 1])
-  local sid = ARGV[a + 2]
-  local e = a + 3  -- the first event's first value
-  local version = redis.call('XLEN', stream)
-
-  -- Is this append a retry of one applied at first_version? Compare event ids.
-  local function earlier(first_version)
-    local entries = redis.call('XRANGE', stream, first_version .. '-0',
-                               (first_version + n - 1) .. '-0')
-    if #entries == 0 or field(entries[1][2], 'event_id') ~= ARGV[e + 3] then
-      return nil
-    end
-    local out = {2, first_version + n - 1}
-    for i = 1, n do
-      local entry = entries[i]
-      if entry == nil or field(entry[2], 'event_id') ~= ARGV[e + 3 + (i - 1) * 8] then
-        return {3, first_version, ARGV[e + 3]}
-      end
-      out[#out + 1] = field(entry[2], 'feed')
-    end
-    return out
+-- Is this append a retry of one applied at first_version? Compare event ids.
+local function earlier(first_version)
+  local entries = redis.call('XRANGE', stream, first_version .. '-0',
+                             (first_version + n - 1) .. '-0')
+  if #entries == 0 or field(entries[1][2], 'event_id') ~= ARGV[7] then
+    return nil
   end
-
-  if expected >= 0 then
-    if version ~= expected then
-      if version > expected then
-        local found = earlier(expected + 1)
-        if found then return found end
-      end
-      return {0, version}
-    end
-  elseif version >= n then
-    local found = earlier(version - n + 1)
-    if found then return found end
-  end
-
-  -- Writes start here; nothing below can fail on a stream nobody tampered with.
-  -- One that another client wrote to (an entry with an id above "<version>-0")
-  -- refuses the first stream XADD after its feed XADD: that feed entry is deleted
-  -- again, in this same atomic script, so no subscriber ever sees half an append.
-  local out = {1, version + n}
+  local out = {2, first_version + n - 1}
   for i = 1, n do
-    local o = e + (i - 1) * 8
-    local v = version + i
-    local id = redis.call('XADD', feed, '*',
-      'stream', sid, 'version', v, 'type', ARGV[o], 'schema', ARGV[o + 1],
-      'data', ARGV[o + 2], 'event_id', ARGV[o + 3], 'correlation_id', ARGV[o + 4],
-      'causation_id', ARGV[o + 5], 'recorded_at', ARGV[o + 6], 'extra', ARGV[o + 7])
-    out[#out + 1] = id
-    local added = redis.pcall('XADD', stream, v .. '-0',
-      'type', ARGV[o], 'schema', ARGV[o + 1], 'data', ARGV[o + 2],
-      'event_id', ARGV[o + 3], 'correlation_id', ARGV[o + 4],
-      'causation_id', ARGV[o + 5], 'recorded_at', ARGV[o + 6], 'extra', ARGV[o + 7],
-      'feed', id)
-    if type(added) == 'table' and added.err then
-      for j = 3, #out do redis.call('XDEL', feed, out[j]) end
-      for j = 1, i - 1 do redis.call('XDEL', stream, (version + j) .. '-0') end
-      return {4, version, added.err}
+    local entry = entries[i]
+    if entry == nil or field(entry[2], 'event_id') ~= ARGV[7 + (i - 1) * 8] then
+      return {3, first_version, ARGV[7]}
     end
+    out[#out + 1] = field(entry[2], 'feed')
   end
   return out
 end
 
-local replies = {}
-local a = 1
-for k = 2, #KEYS do
-  replies[k - 1] = append(KEYS[k], a)
-  a = a + 3 + 8 * tonumber(ARGV[a + 1])
+if expected >= 0 then
+  if version ~= expected then
+    if version > expected then
+      local found = earlier(expected + 1)
+      if found then return found end
+    end
+    return {0, version}
+  end
+elseif version >= n then
+  local found = earlier(version - n + 1)
+  if found then return found end
 end
-return replies
+
+-- Writes start here; nothing below can fail on a stream nobody tampered with.
+-- One that another client wrote to (an entry with an id above "<version>-0")
+-- refuses the first stream XADD after its feed XADD: that feed entry is deleted
+-- again, in this same atomic script, so no subscriber ever sees half an append.
+local out = {1, version + n}
+for i = 1, n do
+  local o = 4 + (i - 1) * 8
+  local v = version + i
+  local id = redis.call('XADD', feed, '*',
+    'stream', ARGV[3], 'version', v, 'type', ARGV[o], 'schema', ARGV[o + 1],
+    'data', ARGV[o + 2], 'event_id', ARGV[o + 3], 'correlation_id', ARGV[o + 4],
+    'causation_id', ARGV[o + 5], 'recorded_at', ARGV[o + 6], 'extra', ARGV[o + 7])
+  out[#out + 1] = id
+  local added = redis.pcall('XADD', stream, v .. '-0',
+    'type', ARGV[o], 'schema', ARGV[o + 1], 'data', ARGV[o + 2],
+    'event_id', ARGV[o + 3], 'correlation_id', ARGV[o + 4],
+    'causation_id', ARGV[o + 5], 'recorded_at', ARGV[o + 6], 'extra', ARGV[o + 7],
+    'feed', id)
+  if type(added) == 'table' and added.err then
+    for j = 3, #out do redis.call('XDEL', feed, out[j]) end
+    for j = 1, i - 1 do redis.call('XDEL', stream, (version + j) .. '-0') end
+    return {4, version, added.err}
+  end
+end
+return out
 """
 
 TRIM_FEED = """
