@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from actors._effect import (
@@ -97,6 +98,14 @@ class Task:
 
     def __repr__(self) -> str:
         return repr(self.effect)
+
+
+def started_future(start: Callable[[], Any]) -> Future[Any]:
+    """Call an ``Effect.pipe``'s ``start`` and check that it gave a Future."""
+    future = start()
+    if not isinstance(future, Future):
+        raise TypeError(f"Effect.pipe: start() returned {future!r}, not a Future")
+    return future
 
 
 def _compose(outer: Transform, inner: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -32,7 +32,7 @@ from actors._errors import (
 from actors._handle import EffectHandle
 from actors._pool import EffectPool
 from actors._reducer import ReducerLike, as_reducer, effects_of
-from actors._runner import RUNNING, EffectRunner, Task
+from actors._runner import RUNNING, EffectRunner, Task, started_future
 
 __all__ = ["DEFAULT_STOP_TIMEOUT", "Store", "StoreRef", "Supervision"]
 
@@ -218,9 +218,7 @@ class _StoreRunner(EffectRunner):
     ) -> None:
         post = self._post_msg
         try:
-            future = start()
-            if not isinstance(future, Future):
-                raise TypeError(f"Effect.pipe: start() returned {future!r}, not a Future")
+            future = started_future(start)
         except Exception as error:
             post(_LeafDone(task, None, error))
             return

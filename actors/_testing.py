@@ -15,14 +15,13 @@ import difflib
 import pprint
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from actors._clock import ManualClock
 from actors._effect import _Run
 from actors._errors import EffectFailed
 from actors._reducer import ReducerLike, as_reducer, effects_of
-from actors._runner import RUNNING, EffectRunner, Task
+from actors._runner import RUNNING, EffectRunner, Task, started_future
 
 __all__ = ["TestStore", "unimplemented"]
 
@@ -58,23 +57,16 @@ class _TestRunner(EffectRunner):
     ) -> None:
         # The future is awaited here, on the test's thread, so the test stays
         # deterministic: its result waits in the queue like a future's.
-        try:
-            future = start()
-            if not isinstance(future, Future):
-                raise TypeError(f"Effect.pipe: start() returned {future!r}, not a Future")
+        def awaited() -> Any:
+            future = started_future(start)
             try:
-                result = future.result(timeout=PIPE_TIMEOUT)
+                return future.result(timeout=PIPE_TIMEOUT)
             except Exception as error:
                 if recover is None or not future.done():  # not done: waited too long
                     raise
-                result = recover(error)
-        except Exception as cause:
-            self.finish(task)
-            raise self._owner._effect_failed(task, cause) from cause
-        if result is None:
-            self.finish(task)
-        else:
-            self._enqueue(task, result)
+                return recover(error)
+
+        self.spawn_future(task, awaited)
 
     def spawn_run(self, task: Task, fn: Callable[[Callable[[Any], None]], None]) -> None:
         def send(action: Any) -> None:
