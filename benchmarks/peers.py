@@ -277,7 +277,8 @@ def _peer_account() -> Any:
     return PeerAccount
 
 
-def run_peer(env: dict[str, str], m: int, n: int) -> float:
+def _peer_app(env: dict[str, str], m: int) -> tuple[Any, list[Any]]:
+    """The peer's ``Application`` with ``m`` new accounts, and their ids."""
     from eventsourcing.application import Application
 
     Account = _peer_account()
@@ -287,39 +288,30 @@ def run_peer(env: dict[str, str], m: int, n: int) -> float:
         account = Account()
         app.save(account)
         ids.append(account.id)
+    return app, ids
 
-    def body() -> None:
-        for _ in range(n):
-            for account_id in ids:
-                account = app.repository.get(account_id)  # load on demand
-                account.deposit(1)
-                app.save(account)  # optimistic concurrency on the version
 
-    return rate(m * n, body)
+def _peer_deposits(app: Any, ids: Sequence[Any], n: int) -> None:
+    for _ in range(n):
+        for account_id in ids:
+            account = app.repository.get(account_id)  # load on demand
+            account.deposit(1)
+            app.save(account)  # optimistic concurrency on the version
+
+
+def run_peer(env: dict[str, str], m: int, n: int) -> float:
+    app, ids = _peer_app(env, m)
+    return rate(m * n, lambda: _peer_deposits(app, ids, n))
 
 
 def run_peer_callers(env: dict[str, str], m: int, n: int, callers: int) -> float:
     """The peer with ``callers`` threads, each on its own share of the accounts."""
-    from eventsourcing.application import Application
-
-    Account = _peer_account()
-    app = Application(env=env)
-    ids = []
-    for _ in range(m):
-        account = Account()
-        app.save(account)
-        ids.append(account.id)
-
-    def caller(share: Sequence[Any]) -> None:
-        for _ in range(n):
-            for account_id in share:
-                account = app.repository.get(account_id)
-                account.deposit(1)
-                app.save(account)
+    app, ids = _peer_app(env, m)
 
     def body() -> None:
         with ThreadPoolExecutor(callers, thread_name_prefix="caller") as pool:
-            list(pool.map(caller, [ids[i::callers] for i in range(callers)]))
+            shares = [ids[i::callers] for i in range(callers)]
+            list(pool.map(lambda share: _peer_deposits(app, share, n), shares))
 
     try:
         return rate(m * n, body)
