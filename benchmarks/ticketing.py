@@ -94,24 +94,16 @@ def run_bench(args: argparse.Namespace, report: Any, console: Any) -> None:
                     baseline=base,
                 )
             )
-            report.add(
-                Figure(
-                    "ticketing",
-                    f"{label} p50",
-                    "ms",
-                    [s["p50_ms"] for s in samples],
-                    higher_is_better=False,
+            for share in ("p50", "p99"):
+                report.add(
+                    Figure(
+                        "ticketing",
+                        f"{label} {share}",
+                        "ms",
+                        [s[f"{share}_ms"] for s in samples],
+                        higher_is_better=False,
+                    )
                 )
-            )
-            report.add(
-                Figure(
-                    "ticketing",
-                    f"{label} p99",
-                    "ms",
-                    [s["p99_ms"] for s in samples],
-                    higher_is_better=False,
-                )
-            )
 
 
 def main() -> None:
