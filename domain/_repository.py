@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from domain._events import DomainEvent
 from persistence import (
     NO_STREAM,
+    AppendResult,
     ConcurrencyError,
     EventStore,
     ExpectedVersion,
@@ -63,7 +65,8 @@ class Loaded(Generic[St]):
 class Repository(Protocol[K_contra, St]):
     """Load an aggregate with its version; append with optimistic concurrency.
 
-    Called on executor threads (from effects), never on a store's thread.
+    Called on executor threads (from effects), never on a store's thread, except
+    ``append_async``, which an ``Effect.pipe`` calls on the store's thread.
     """
 
     def load(self, key: K_contra) -> Loaded[St]:
@@ -82,6 +85,16 @@ class Repository(Protocol[K_contra, St]):
         Raises:
             VersionConflict: the stream is at another version; nothing written.
             PersistenceError: the backend failed.
+        """
+        ...
+
+    def append_async(
+        self, key: K_contra, events: Sequence[DomainEvent], expected_version: ExpectedVersion
+    ) -> Future[int]:
+        """``append`` without waiting, for ``Effect.pipe``: it never blocks.
+
+        The future gets the new version, or ``VersionConflict`` or ``PersistenceError``
+        (any error, even one found at once, is set on the future, never raised).
         """
         ...
 
@@ -108,8 +121,9 @@ class EventSourcedRepository(Generic[K, St]):
         evolve: applies one event to a state, returns the state (it may mutate it).
         snapshots: where snapshots are kept (None: always fold the whole stream).
         decode_snapshot: bytes saved by ``save_snapshot`` back into a state.
-        before_first_append: called with the key before the stream's first append
-            (the saga writes its index entry there, see ``_saga``).
+        before_first_append: called with the key before the stream's first append;
+            the stream is appended to once the future it returns is done, and not at
+            all if that failed (the saga writes its index entry there, see ``_saga``).
     """
 
     def __init__(
@@ -121,7 +135,7 @@ class EventSourcedRepository(Generic[K, St]):
         evolve: Callable[[St, DomainEvent], St],
         snapshots: SnapshotStore | None = None,
         decode_snapshot: Callable[[bytes], St] | None = None,
-        before_first_append: Callable[[K], None] | None = None,
+        before_first_append: Callable[[K], Future[Any]] | None = None,
     ) -> None:
         self.events = events
         self.stream_of = stream_of
@@ -156,11 +170,44 @@ class EventSourcedRepository(Generic[K, St]):
     ) -> int:
         stream_id = self.stream_of(key)
         if self._before_first_append is not None and expected_version in (0, NO_STREAM):
-            self._before_first_append(key)
+            self._before_first_append(key).result()
         try:
             return self.events.append(stream_id, events, expected_version).version
         except ConcurrencyError as error:
             raise VersionConflict(stream_id, error.expected, error.actual) from None
+
+    def append_async(
+        self, key: K, events: Sequence[DomainEvent], expected_version: ExpectedVersion
+    ) -> Future[int]:
+        stream_id = self.stream_of(key)
+        result: Future[int] = Future()
+
+        def appended(done: Future[AppendResult]) -> None:
+            try:
+                result.set_result(done.result().version)
+            except ConcurrencyError as error:
+                result.set_exception(VersionConflict(stream_id, error.expected, error.actual))
+            except BaseException as error:
+                result.set_exception(error)
+
+        def append(opened: Future[Any] | None = None) -> None:
+            try:
+                if opened is not None:
+                    opened.result()  # the hook failed: the stream is not written
+                self.events.append_async(stream_id, events, expected_version).add_done_callback(
+                    appended
+                )
+            except BaseException as error:  # e.g. an unregistered event, found at once
+                result.set_exception(error)
+
+        if self._before_first_append is not None and expected_version in (0, NO_STREAM):
+            try:
+                self._before_first_append(key).add_done_callback(append)
+            except BaseException as error:
+                result.set_exception(error)
+        else:
+            append()
+        return result
 
     def version(self, key: K) -> int:
         return self.events.stream_version(self.stream_of(key))

@@ -68,7 +68,7 @@ from domain._inventory import (
 from domain._outcome import ReservationOutcome, ReservationStatus
 from domain._payment import PaymentCommand, ProcessPayment, RefundPayment
 from domain._repository import Loaded, Repository, VersionConflict, describe
-from domain._slots import Slot, evict, load_effect, touch
+from domain._slots import Slot, append_effect, evict, load_effect, touch
 
 __all__ = [
     "CHILD_EVENTS",
@@ -611,24 +611,33 @@ def _record(
     what was decided holds only for the state it was decided on.
     """
     repository, children, listener = env.repository, env.children, env.listener
+    name = f"record saga {rid}@{expected_version}"
 
-    def record() -> SagaAction:
-        try:
-            if events:
-                version = repository.append(rid, events, expected_version)
-            else:
+    if not events:
+        def check() -> SagaAction:
+            try:
                 version = repository.version(rid)
-                if version != expected_version:
-                    raise VersionConflict(rid, expected_version, version)
-        except VersionConflict as conflict:
-            return SagaConflicted(rid, str(conflict))
-        except Exception as error:
-            log.warning("saga %s: append failed: %s", rid, describe(error), exc_info=error)
-            return SagaAppendFailed(rid, describe(error))
+            except Exception as error:
+                log.warning("saga %s: reading its version failed: %s", rid, describe(error))
+                return SagaAppendFailed(rid, describe(error))
+            if version != expected_version:
+                return SagaConflicted(rid, str(VersionConflict(rid, expected_version, version)))
+            _carry_out(outgoing, children, listener)
+            return SagaAppended(rid, version)
+
+        return Effect.future(check, name=name)
+
+    def appended(rid: str, version: int) -> SagaAction:
+        # Carried out as soon as the events are recorded (and only then), on the
+        # thread that recorded them: a send to a store never blocks.
         _carry_out(outgoing, children, listener)
         return SagaAppended(rid, version)
 
-    return Effect.future(record, name=f"record saga {rid}@{expected_version}")
+    # Piped: the saga's appends are most of a reservation's writes.
+    return append_effect(
+        repository, rid, events, expected_version, appended, SagaConflicted, SagaAppendFailed,
+        name=name,
+    )
 
 
 def _carry_out(

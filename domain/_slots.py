@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -138,17 +139,34 @@ def append_effect(
     appended: Callable[[K, int], A],
     conflicted: Callable[[K, str], A],
     failed: Callable[[K, str], A],
+    *,
+    name: str | None = None,
 ) -> Effect[A]:
-    """An effect that appends ``events`` at ``expected_version`` and reports how it went."""
+    """An effect that appends ``events`` at ``expected_version`` and reports how it went.
 
-    def append() -> A:
-        try:
-            version = repository.append(key, events, expected_version)
-        except VersionConflict as conflict:
-            return conflicted(key, str(conflict))
-        except Exception as error:
-            log.warning("appending to %r failed: %s", key, describe(error), exc_info=error)
-            return failed(key, describe(error))
-        return appended(key, version)
+    Piped, not run on an executor: on Redis the append waits in the event store's
+    pipeline, not in a thread of ours, and in memory it is done before the effect
+    has started; either way no executor thread is woken per append. ``appended``,
+    ``conflicted`` and ``failed`` run on the thread that completed the append: they
+    must not block.
+    """
 
-    return Effect.future(append, name=f"append {key!r}@{expected_version}")
+    def start() -> Future[A]:
+        outcome: Future[A] = Future()
+
+        def settle(done: Future[int]) -> None:
+            try:
+                version = done.result()
+            except VersionConflict as conflict:
+                outcome.set_result(conflicted(key, str(conflict)))
+            except BaseException as error:
+                log.warning("appending to %r failed: %s", key, describe(error), exc_info=error)
+                outcome.set_result(failed(key, describe(error)))
+            else:
+                outcome.set_result(appended(key, version))
+
+        repository.append_async(key, events, expected_version).add_done_callback(settle)
+        return outcome
+
+    effect: Effect[A] = Effect.pipe(start, name=name or f"append {key!r}@{expected_version}")
+    return effect

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -118,6 +118,7 @@ from domain._verify import InvariantReport, list_events, list_reservations, veri
 from persistence import (
     ANY,
     NO_STREAM,
+    AppendResult,
     ConcurrencyError,
     Persistence,
     PersistenceError,
@@ -329,9 +330,9 @@ class TicketingSystem:
         self._deliveries = itertools.count(1)
         events = persistence.events
 
-        def open_saga(reservation_id: str) -> None:
+        def open_saga(reservation_id: str) -> Future[AppendResult]:
             opened = SagaOpened(reservation_id=reservation_id, opened_at=clock.now())
-            events.append(saga_index_stream(reservation_id), [opened], ANY)
+            return events.append_async(saga_index_stream(reservation_id), [opened], ANY)
 
         sections: EventSourcedRepository[SectionKey, SectionState] = EventSourcedRepository(
             events,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from domain._events import DomainEvent
@@ -64,6 +65,17 @@ class StreamRepository(Generic[K, St]):
             self.first_appends.append(key)
         stream.extend(events)
         return len(stream)
+
+    def append_async(
+        self, key: K, events: Sequence[DomainEvent], expected_version: ExpectedVersion
+    ) -> Future[int]:
+        # Done before it is returned, as the in-memory event store does.
+        future: Future[int] = Future()
+        try:
+            future.set_result(self.append(key, events, expected_version))
+        except Exception as error:
+            future.set_exception(error)
+        return future
 
     def version(self, key: K) -> int:
         return len(self.streams.get(key, []))

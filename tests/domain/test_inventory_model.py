@@ -16,6 +16,7 @@ free + held + sold = capacity, and a refused command changed no seat.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,6 +205,18 @@ class CountingRepository(EventSourcedRepository[SectionKey, SectionState]):
         except VersionConflict:
             self.conflicts += 1
             raise
+
+    def append_async(
+        self, key: SectionKey, events: Sequence[DomainEvent], expected_version: ExpectedVersion
+    ) -> Future[int]:
+        future = super().append_async(key, events, expected_version)
+
+        def count(done: Future[int]) -> None:
+            if isinstance(done.exception(), VersionConflict):
+                self.conflicts += 1
+
+        future.add_done_callback(count)
+        return future
 
 
 class InventoryAgainstModel(RuleBasedStateMachine):
