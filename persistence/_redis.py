@@ -198,7 +198,7 @@ class _Request:
     """
 
     __slots__ = (
-        "command", "convert", "doing", "done", "error", "future", "next", "promoted",
+        "args", "command", "convert", "doing", "done", "error", "future", "next", "promoted",
         "reply", "signal",
     )
 
@@ -211,7 +211,8 @@ class _Request:
         self.signal: Any = None
         self.next: _Request | None = None  # the follower to wake after this one
         self.future: Future[Any] | None = None
-        self.convert: Callable[[Any], Any] | None = None
+        self.convert: Callable[..., Any] | None = None
+        self.args: tuple[Any, ...] = ()  # convert's arguments after the reply
         self.doing = ""
 
 
@@ -420,11 +421,22 @@ class _Pipe:
         self._closed = False
 
     def submit(
-        self, command: tuple[Any, ...], convert: Callable[[Any], Any] | None, doing: str
+        self,
+        command: tuple[Any, ...],
+        convert: Callable[..., Any] | None,
+        doing: str,
+        args: tuple[Any, ...] = (),
     ) -> Future[Any]:
+        """Queue ``command``; its future gets ``convert(reply, *args)`` (or the reply).
+
+        ``args`` rather than a closure: a tuple of plain values is soon untracked by
+        the cyclic GC, a closure and its cells never are, and thousands of appends in
+        flight are thousands of objects each collection walks.
+        """
         request = _Request(command)
         future: Future[Any] = Future()
         request.future, request.convert, request.doing = future, convert, doing
+        request.args = args
         if self._thread is None:
             self._start()
         if self._closed:
@@ -496,7 +508,7 @@ def _settle(item: _Request) -> None:
         if item.error is not None:
             raise item.error
         convert = item.convert
-        result = item.reply if convert is None else convert(item.reply)
+        result = item.reply if convert is None else convert(item.reply, *item.args)
     except (rx.RedisError, OSError) as error:
         mapped = map_redis_error(error, item.doing)
         mapped.__cause__ = error
@@ -696,12 +708,12 @@ class RedisEventStore:
     ) -> Future[AppendResult]:
         """See ``EventStore.append_async``: pipelined by the store's I/O thread."""
         command, partition = self._append_command(stream_id, events, expected_version, metadata)
-        count = len(events)
-
-        def convert(reply: Any) -> AppendResult:
-            return _append_result(reply, stream_id, partition, expected_version, count)
-
-        return self._pipe.submit(command, convert, f"append to {stream_id!r}")
+        return self._pipe.submit(
+            command,
+            _append_result,
+            f"append to {stream_id!r}",
+            (stream_id, partition, expected_version, len(events)),
+        )
 
     def _append_command(
         self,
