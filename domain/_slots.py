@@ -165,7 +165,12 @@ def append_effect(
             else:
                 outcome.set_result(appended(key, version))
 
-        repository.append_async(key, events, expected_version).add_done_callback(settle)
+        try:
+            appending = repository.append_async(key, events, expected_version)
+        except Exception as error:  # the contract says it never raises: one that did
+            appending = Future()  # is a failed append, not a failed effect
+            appending.set_exception(error)
+        appending.add_done_callback(settle)
         return outcome
 
     effect: Effect[A] = Effect.pipe(start, name=name or f"append {key!r}@{expected_version}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from actors import ManualClock
 from actors.testing import TestStore
 from domain._events import (
+    DomainEvent,
     SeatsConfirmed,
     SeatsRejected,
     SeatsReleased,
@@ -42,6 +45,7 @@ from domain._inventory import (
 )
 from domain._repository import Loaded
 from domain._slots import Slot
+from persistence import EventStoreUnavailable, ExpectedVersion
 from tests.domain.fakes import StreamRepository
 
 A = SectionKey("gig", "A")
@@ -295,6 +299,27 @@ def test_an_append_that_fails_rejects_its_batch_and_the_next_command_reloads() -
     store.receive(EventsAppended)
     store.receive(CommandApplied(reserve("r1", 1), (reserved("r1", 1),), (1,)))
     assert len(repo.loads) == 2
+
+
+class RaisingRepository(StreamRepository[SectionKey, SectionState]):
+    """Breaks the port's contract: its ``append_async`` raises instead of failing its future."""
+
+    def append_async(
+        self, key: SectionKey, events: Sequence[DomainEvent], expected_version: ExpectedVersion
+    ) -> Future[int]:
+        raise EventStoreUnavailable("raised by append_async itself")
+
+
+def test_an_append_that_raises_when_asked_is_a_failed_append_not_a_failed_effect() -> None:
+    repo = RaisingRepository(lambda key: SectionState(), evolve_section)
+    repo.write(A, section())
+    store, _ = make_store(repo)
+    store.exhaustive = False
+    store.send(reserve("r1", 1))
+    store.receive(SectionLoaded)
+    failed = store.receive(AppendFailed)
+    assert "raised by append_async itself" in failed.reason
+    store.receive(CommandRejected(reserve("r1", 1), Rejection.UNAVAILABLE, failed.reason))
 
 
 def test_idle_sections_past_the_limit_are_evicted_least_recently_used_first() -> None:
