@@ -6,7 +6,7 @@ import gc
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -110,6 +110,46 @@ def measure_figure(
     with console.status(f"{area}: {name}"):
         samples = measure(run_once, repeat=repeat)
     return report.add(Figure(area, name, unit, samples, baseline=baseline))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One figure to measure with ``measure_together``."""
+
+    name: str
+    run_once: Callable[[], float]
+    baseline: str | None = None
+
+
+def measure_together(
+    report: Report,
+    console: Any,
+    area: str,
+    unit: str,
+    runs: Sequence[Run],
+    *,
+    repeat: int,
+    warmup: int = 1,
+) -> list[Figure]:
+    """Measure several figures in turns: repetition k of each before k+1 of any.
+
+    This machine's speed drifts over tens of seconds; measured one after the other, a
+    figure and its baseline may see different machines, and their ratio with them.
+    Taken in turns, each repetition of a figure runs beside one of its baseline.
+    """
+    samples: dict[str, list[float]] = {run.name: [] for run in runs}
+    with console.status(f"{area}: {', '.join(samples)}"):
+        for _ in range(warmup):
+            for run in runs:
+                run.run_once()
+        for _ in range(repeat):
+            for run in runs:
+                gc.collect()
+                samples[run.name].append(run.run_once())
+    return [
+        report.add(Figure(area, run.name, unit, samples[run.name], baseline=run.baseline))
+        for run in runs
+    ]
 
 
 def rate(count: int, fn: Callable[[], None]) -> float:

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 
 from actors import Effect, Store, StoreRef
-from benchmarks._harness import Report, delete_prefix, measure_figure, rate
+from benchmarks._harness import Report, Run, delete_prefix, measure_together, rate
 from persistence import (
     AppendResult,
     Codec,
@@ -330,42 +330,35 @@ def run(args: argparse.Namespace, report: Report, console: Console) -> None:
         console.print("eventsourcing is not installed (pip install -e '.[bench]'): ours only")
         peer = False
     baseline = "eventsourcing memory" if peer else None
+    with tempfile.TemporaryDirectory() as folder:
 
-    def add(name: str, run_once: Callable[[], float], base: str | None = baseline) -> None:
-        measure_figure(
-            report, console, AREA, name, "commands/s", run_once, repeat=args.repeat, baseline=base
-        )
+        def sqlite() -> float:
+            path = os.path.join(folder, f"{uuid.uuid4().hex}.db")
+            env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
+            return run_peer(env, m, n)
 
-    if peer:
-        add("eventsourcing memory", lambda: run_peer({}, m, n), None)
-        with tempfile.TemporaryDirectory() as folder:
+        def memory() -> float:
+            persistence = Persistence.in_memory(CODEC)
+            try:
+                return run_ours(persistence, m, n)
+            finally:
+                persistence.close()
 
-            def sqlite() -> float:
-                path = os.path.join(folder, f"{uuid.uuid4().hex}.db")
-                env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
-                return run_peer(env, m, n)
+        def on_redis() -> float:
+            prefix = f"ca-bench-peers-{uuid.uuid4().hex[:8]}"
+            persistence = Persistence.on_redis(args.redis, CODEC, prefix=prefix)
+            try:
+                return run_ours(persistence, m, n)
+            finally:
+                persistence.close()
+                delete_prefix(args.redis, prefix)
 
-            add("eventsourcing sqlite", sqlite)
-
-    def memory() -> float:
-        persistence = Persistence.in_memory(CODEC)
-        try:
-            return run_ours(persistence, m, n)
-        finally:
-            persistence.close()
-
-    add("ours memory", memory)
-
-    def on_redis() -> float:
-        prefix = f"ca-bench-peers-{uuid.uuid4().hex[:8]}"
-        persistence = Persistence.on_redis(args.redis, CODEC, prefix=prefix)
-        try:
-            return run_ours(persistence, m, n)
-        finally:
-            persistence.close()
-            delete_prefix(args.redis, prefix)
-
-    add("ours redis", on_redis)
+        runs = [
+            Run("eventsourcing memory", lambda: run_peer({}, m, n)),
+            Run("eventsourcing sqlite", sqlite, baseline),
+        ] if peer else []
+        runs += [Run("ours memory", memory, baseline), Run("ours redis", on_redis, baseline)]
+        measure_together(report, console, AREA, "commands/s", runs, repeat=args.repeat)
     sweep(args, report, console, m, n, peer)
 
 
@@ -402,19 +395,6 @@ def _sweep_at(
     callers: int,
     folder: str,
 ) -> None:
-    def add(series: str, run_once: Callable[[], float], base: str | None) -> None:
-        figure = measure_figure(
-            report,
-            console,
-            AREA,
-            f"{series} c={callers}",
-            "commands/s",
-            run_once,
-            repeat=args.repeat,
-            baseline=base,
-        )
-        figure.extra.update(series=series, concurrency=callers)
-
     def sqlite() -> float:
         path = os.path.join(folder, f"{uuid.uuid4().hex}.db")
         env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
@@ -437,8 +417,13 @@ def _sweep_at(
             delete_prefix(args.redis, prefix)
 
     base = f"eventsourcing memory c={callers}" if peer else None
-    if peer:
-        add("eventsourcing memory", lambda: run_peer_callers({}, m, n, callers), None)
-        add("eventsourcing sqlite", sqlite, base)
-    add("ours memory", memory, base)
-    add("ours redis", on_redis, base)
+    runs = [
+        Run("eventsourcing memory", lambda: run_peer_callers({}, m, n, callers)),
+        Run("eventsourcing sqlite", sqlite, base),
+    ] if peer else []
+    runs += [Run("ours memory", memory, base), Run("ours redis", on_redis, base)]
+    # Named by series and callers; the chart finds them by their extra.
+    runs = [Run(f"{run.name} c={callers}", run.run_once, run.baseline) for run in runs]
+    figures = measure_together(report, console, AREA, "commands/s", runs, repeat=args.repeat)
+    for figure in figures:
+        figure.extra.update(series=figure.name.rsplit(" c=", 1)[0], concurrency=callers)

@@ -77,21 +77,23 @@ def run_bench(args: argparse.Namespace, report: Any, console: Any) -> None:
 
     reservations = args.reservations or (200 if args.quick else 2000)
     backends: list[str | None] = [None] + ([args.redis] if args.redis else [])
-    for backend in backends:
-        for concurrency in CONCURRENCY:
-            n = reservations if concurrency > 1 else max(100, reservations // 5)
-            samples: list[dict[str, Any]] = []
+    for concurrency in CONCURRENCY:
+        n = reservations if concurrency > 1 else max(100, reservations // 5)
+        # In turns, a repetition on Redis beside one in memory (see measure_together).
+        samples: dict[str | None, list[dict[str, Any]]] = {b: [] for b in backends}
+        with console.status(f"ticketing: c={concurrency}"):
+            for _ in range(args.repeat):
+                for backend in backends:
+                    samples[backend].append(run(backend, concurrency, n))
+        for backend in backends:
             label = f"{'redis' if backend else 'memory'} c={concurrency}"
-            with console.status(f"ticketing: {label}"):
-                for _ in range(args.repeat):
-                    samples.append(run(backend, concurrency, n))
             base = f"memory c={concurrency}" if backend else None
             report.add(
                 Figure(
                     "ticketing",
                     label,
                     "reservations/s",
-                    [s["reservations_per_s"] for s in samples],
+                    [s["reservations_per_s"] for s in samples[backend]],
                     baseline=base,
                 )
             )
@@ -101,7 +103,7 @@ def run_bench(args: argparse.Namespace, report: Any, console: Any) -> None:
                         "ticketing",
                         f"{label} {share}",
                         "ms",
-                        [s[f"{share}_ms"] for s in samples],
+                        [s[f"{share}_ms"] for s in samples[backend]],
                         higher_is_better=False,
                     )
                 )
