@@ -16,8 +16,9 @@ the saga must learn of are events on the bus, rejections of seats included
 (``SeatsRejected``). Commands are idempotent by reservation id: a reserve for a
 reservation that holds seats is answered with those seats, never reserved twice.
 
-Threads: the reducer runs on the store's thread; loads, appends and snapshots run on
-the executor and only feed actions back.
+Threads: the reducer runs on the store's thread; loads and snapshots run on the
+executor, appends are piped (``Repository.append_async``: queued for the event store's
+I/O thread on Redis, done at once in memory), and all of them only feed actions back.
 """
 
 from __future__ import annotations

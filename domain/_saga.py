@@ -25,8 +25,10 @@ so after a restart ``ResumeSaga`` re-arms it (a deadline already past fires at o
 and re-sends the current step's command. The steps that cannot fail for business
 reasons (confirming, compensating) retry on their timer instead of giving up.
 
-Threads: the reducer on the store's thread; loads, appends, sends to the children and
-calls to the listener on the executor.
+Threads: the reducer on the store's thread; loads on the executor; appends piped
+(``Repository.append_async``), and the sends to the children and calls to the listener
+that an append's batch decided made on the thread that completed the append (the event
+store's I/O thread on Redis, the store's own in memory): none of them blocks.
 """
 
 from __future__ import annotations
