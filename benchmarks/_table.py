@@ -74,6 +74,22 @@ def _below(area: str, name: str, bound: float, unit: str) -> Check:
 
 TARGETS = (
     Target(
+        "persistence: appends one at a time ≥ 0.8 x raw unpipelined XADD (issue 3)",
+        _times("persistence", "append, one at a time", "raw XADD", 0.8),
+    ),
+    Target(
+        "persistence: 64 threads ≥ 60,000 appends/s through group commit (issue 3)",
+        _at_least("persistence", "append, 64 threads", 60000, "appends/s"),
+    ),
+    Target(
+        "persistence: a 10,000-event stream loaded in < 50 ms (issue 3)",
+        _below("persistence", "load 10,000 events", 50, "ms"),
+    ),
+    Target(
+        "persistence: loaded from a snapshot in < 5 ms (issue 3)",
+        _below("persistence", "load from snapshot", 5, "ms"),
+    ),
+    Target(
         "peers: ours in memory ≥ 2 x eventsourcing in memory (issue 5)",
         _times("peers", "ours memory", "eventsourcing memory", 2),
     ),
