@@ -26,7 +26,6 @@ from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError
 from itertools import pairwise
-from os import urandom
 from queue import SimpleQueue
 from typing import Any
 from zlib import crc32
@@ -39,7 +38,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from persistence._codec import Codec
-from persistence._common import EMPTY_EXTRA, expected_as_int, metadata_for
+from persistence._common import EMPTY_EXTRA, expected_as_int, metadata_for, new_event_id
 from persistence._errors import (
     BackendError,
     CodecError,
@@ -754,7 +753,7 @@ class RedisEventStore:
                     reg.type_name,
                     reg.schema_version,
                     _packb(reg.dump(event, mode="json")),
-                    urandom(16).hex(),
+                    new_event_id(),
                     "",
                     "",
                     now,
