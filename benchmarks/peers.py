@@ -329,35 +329,8 @@ def run(args: argparse.Namespace, report: Report, console: Console) -> None:
     except ImportError:
         console.print("eventsourcing is not installed (pip install -e '.[bench]'): ours only")
         peer = False
-    baseline = "eventsourcing memory" if peer else None
     with tempfile.TemporaryDirectory() as folder:
-
-        def sqlite() -> float:
-            path = os.path.join(folder, f"{uuid.uuid4().hex}.db")
-            env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
-            return run_peer(env, m, n)
-
-        def memory() -> float:
-            persistence = Persistence.in_memory(CODEC)
-            try:
-                return run_ours(persistence, m, n)
-            finally:
-                persistence.close()
-
-        def on_redis() -> float:
-            prefix = f"ca-bench-peers-{uuid.uuid4().hex[:8]}"
-            persistence = Persistence.on_redis(args.redis, CODEC, prefix=prefix)
-            try:
-                return run_ours(persistence, m, n)
-            finally:
-                persistence.close()
-                delete_prefix(args.redis, prefix)
-
-        runs = [
-            Run("eventsourcing memory", lambda: run_peer({}, m, n)),
-            Run("eventsourcing sqlite", sqlite, baseline),
-        ] if peer else []
-        runs += [Run("ours memory", memory, baseline), Run("ours redis", on_redis, baseline)]
+        runs = _runs(args, m, n, peer, folder, None)
         measure_together(report, console, AREA, "commands/s", runs, repeat=args.repeat)
     sweep(args, report, console, m, n, peer)
 
@@ -395,15 +368,38 @@ def _sweep_at(
     callers: int,
     folder: str,
 ) -> None:
+    runs = _runs(args, m, n, peer, folder, callers)
+    figures = measure_together(report, console, AREA, "commands/s", runs, repeat=args.repeat)
+    for figure in figures:
+        # Named by series and callers; the chart finds them by their extra.
+        figure.extra.update(series=figure.name.rsplit(" c=", 1)[0], concurrency=callers)
+
+
+def _runs(
+    args: argparse.Namespace, m: int, n: int, peer: bool, folder: str, callers: int | None
+) -> list[Run]:
+    """One point of the chart: the peer in memory and on SQLite, ours in memory and on
+    Redis, each with ``callers`` threads, or (None) every command sent at once (the
+    peer, which has no such mode, runs its loop on one thread)."""
+
+    def peer_on(env: dict[str, str]) -> float:
+        if callers is None:
+            return run_peer(env, m, n)
+        return run_peer_callers(env, m, n, callers)
+
+    def ours_on(persistence: Persistence) -> float:
+        if callers is None:
+            return run_ours(persistence, m, n)
+        return run_ours_callers(persistence, m, n, callers)
+
     def sqlite() -> float:
         path = os.path.join(folder, f"{uuid.uuid4().hex}.db")
-        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
-        return run_peer_callers(env, m, n, callers)
+        return peer_on({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path})
 
     def memory() -> float:
         persistence = Persistence.in_memory(CODEC)
         try:
-            return run_ours_callers(persistence, m, n, callers)
+            return ours_on(persistence)
         finally:
             persistence.close()
 
@@ -411,19 +407,15 @@ def _sweep_at(
         prefix = f"ca-bench-peers-{uuid.uuid4().hex[:8]}"
         persistence = Persistence.on_redis(args.redis, CODEC, prefix=prefix)
         try:
-            return run_ours_callers(persistence, m, n, callers)
+            return ours_on(persistence)
         finally:
             persistence.close()
             delete_prefix(args.redis, prefix)
 
-    base = f"eventsourcing memory c={callers}" if peer else None
+    at = "" if callers is None else f" c={callers}"
+    base = f"eventsourcing memory{at}" if peer else None
     runs = [
-        Run("eventsourcing memory", lambda: run_peer_callers({}, m, n, callers)),
-        Run("eventsourcing sqlite", sqlite, base),
+        Run(f"eventsourcing memory{at}", lambda: peer_on({})),
+        Run(f"eventsourcing sqlite{at}", sqlite, base),
     ] if peer else []
-    runs += [Run("ours memory", memory, base), Run("ours redis", on_redis, base)]
-    # Named by series and callers; the chart finds them by their extra.
-    runs = [Run(f"{run.name} c={callers}", run.run_once, run.baseline) for run in runs]
-    figures = measure_together(report, console, AREA, "commands/s", runs, repeat=args.repeat)
-    for figure in figures:
-        figure.extra.update(series=figure.name.rsplit(" c=", 1)[0], concurrency=callers)
+    return [*runs, Run(f"ours memory{at}", memory, base), Run(f"ours redis{at}", on_redis, base)]
