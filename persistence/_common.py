@@ -58,7 +58,8 @@ def expected_as_int(expected: ExpectedVersion) -> int:
 # own, so that an application's random.seed() cannot make ids repeat across runs;
 # reseeded in a forked child, which would otherwise repeat its parent's ids.
 _ids = random.Random()
-os.register_at_fork(after_in_child=_ids.seed)
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork to repeat ids
+    os.register_at_fork(after_in_child=_ids.seed)
 _random_bits = _ids.getrandbits
 
 
