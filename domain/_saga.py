@@ -615,6 +615,12 @@ def _record(
     repository, children, listener = env.repository, env.children, env.listener
     name = f"record saga {rid}@{expected_version}"
 
+    def appended(rid: str, version: int) -> SagaAction:
+        # Carried out once the events are recorded (and only then), on the thread
+        # that recorded them: a send to a store never blocks.
+        _carry_out(outgoing, children, listener)
+        return SagaAppended(rid, version)
+
     if not events:
         def check() -> SagaAction:
             try:
@@ -624,16 +630,9 @@ def _record(
                 return SagaAppendFailed(rid, describe(error))
             if version != expected_version:
                 return SagaConflicted(rid, str(VersionConflict(rid, expected_version, version)))
-            _carry_out(outgoing, children, listener)
-            return SagaAppended(rid, version)
+            return appended(rid, version)
 
         return Effect.future(check, name=name)
-
-    def appended(rid: str, version: int) -> SagaAction:
-        # Carried out as soon as the events are recorded (and only then), on the
-        # thread that recorded them: a send to a store never blocks.
-        _carry_out(outgoing, children, listener)
-        return SagaAppended(rid, version)
 
     # Piped: the saga's appends are most of a reservation's writes.
     return append_effect(
