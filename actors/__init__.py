@@ -13,12 +13,14 @@ from actors._errors import (
     StoreStopped,
     Timeout,
 )
+from actors._gc import SERVICE_GC_THRESHOLDS, tune_gc
 from actors._handle import EffectHandle
 from actors._reducer import Reducer, ReducerLike, combine, scope
 from actors._store import DEFAULT_STOP_TIMEOUT, Store, StoreRef, Supervision
 
 __all__ = [
     "DEFAULT_STOP_TIMEOUT",
+    "SERVICE_GC_THRESHOLDS",
     "ActorsError",
     "Clock",
     "Effect",
@@ -39,4 +41,5 @@ __all__ = [
     "Timer",
     "combine",
     "scope",
+    "tune_gc",
 ]

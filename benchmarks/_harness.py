@@ -39,6 +39,8 @@ class Figure:
 @dataclass
 class Report:
     figures: list[Figure] = field(default_factory=list)
+    # The collector's thresholds the figures were measured under (bin/bench --gc).
+    gc_thresholds: tuple[int, int, int] = field(default_factory=gc.get_threshold)
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
@@ -69,7 +71,11 @@ class Report:
             row["max"] = figure.high
             row["ratio_to_baseline"] = self.ratio(figure)
             out.append(row)
-        return {"figures": out, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        return {
+            "figures": out,
+            "gc_thresholds": list(self.gc_thresholds),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
 
     def write_json(self, path: str) -> None:
         with open(path, "w") as fh:

@@ -11,6 +11,7 @@ import actors.testing
 
 ACTORS = [
     "DEFAULT_STOP_TIMEOUT",
+    "SERVICE_GC_THRESHOLDS",
     "ActorsError",
     "Clock",
     "Effect",
@@ -31,6 +32,7 @@ ACTORS = [
     "Timer",
     "combine",
     "scope",
+    "tune_gc",
 ]
 
 ACTORS_TESTING = ["TestStore", "unimplemented"]
