@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable, Mapping
 
 from domain._events import (
+    INVENTORY_EVENTS,
+    SAGA_EVENTS,
     DomainEvent,
     ReservationCancelled,
     ReservationCompensating,
@@ -179,6 +181,13 @@ class Projector:
         events: where a stream's missing events are read from when catching up.
         projections: the store of the hashes.
     """
+
+    TYPES: frozenset[str] = frozenset(
+        model.__name__ for model in (*INVENTORY_EVENTS, *SAGA_EVENTS)
+    )
+    """The type names of the events it projects (``make_codec`` registers class names):
+    every event of the inventory and reservation streams, and nothing else, so its
+    subscription need not decode the rest of the feed (``subscribe(types=...)``)."""
 
     def __init__(self, events: EventStore, projections: ProjectionStore) -> None:
         self.events = events

@@ -260,6 +260,11 @@ class _Children:
             log.info("payments stopped; %r not sent", command)
 
 
+_SAGA_BUS_TYPES = frozenset(model.__name__ for model in CHILD_EVENTS)
+"""What the saga reacts to (``make_codec`` registers class names): the rest of the
+feed, its own events included, is acknowledged by the bus without being decoded."""
+
+
 class _SagaBus:
     """The ``ticketing-saga`` group's handler. Besides the per-event call it has
     ``begin`` (see ``persistence._subscription``): a consumer hands every event of a
@@ -392,6 +397,7 @@ class TicketingSystem:
                         claim_idle=claim_idle,
                         max_deliveries=1000,
                         retry_delay=0.1,
+                        types=Projector.TYPES,
                     )
                 )
             for n in range(saga_consumers):
@@ -403,6 +409,7 @@ class TicketingSystem:
                         claim_idle=claim_idle,
                         max_deliveries=1000,
                         retry_delay=0.1,
+                        types=_SAGA_BUS_TYPES,
                     )
                 )
             self.resumed_at_start = self.recover()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from zlib import crc32
@@ -469,9 +469,11 @@ class MemorySubscriptions:
         claim_idle: float = 30.0,
         max_deliveries: int = 5,
         retry_delay: float = 0.05,
+        types: Collection[str] | None = None,
     ) -> Subscription:
         """See ``Subscriptions.subscribe``."""
         name = consumer or default_consumer_name()
+        wanted = None if types is None else frozenset(types)
         return RunningSubscription(
             _MemoryGroupBackend(self._store, group, name, start),
             group=group,
@@ -480,6 +482,7 @@ class MemorySubscriptions:
             claim_idle=claim_idle,
             max_deliveries=max_deliveries,
             retry_delay=retry_delay,
+            types=wanted,
         )
 
     def dead_letters(self, group: str) -> list[DeadLetter]:

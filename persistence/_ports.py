@@ -9,7 +9,7 @@ One contract test suite (``tests/persistence``) runs against both.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -339,6 +339,7 @@ class Subscriptions(Protocol):
         claim_idle: float = 30.0,
         max_deliveries: int = 5,
         retry_delay: float = 0.05,
+        types: Collection[str] | None = None,
     ) -> Subscription:
         """Start a consumer of ``group`` handling events on its own thread.
 
@@ -353,6 +354,9 @@ class Subscriptions(Protocol):
                 presumed abandoned and claimed.
             max_deliveries: deliveries before an event is dead-lettered.
             retry_delay: seconds between a failed delivery and the next.
+            types: the type names (``RecordedEvent.type_name``) of the events the
+                handler wants; an event of any other type is acknowledged without
+                being decoded or handed to the handler. None: every event.
         """
         ...
 

@@ -14,7 +14,7 @@ survive consumer restarts. The loop itself is ``persistence._subscription``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from persistence._errors import BackendError, CodecError
@@ -47,9 +47,17 @@ class _RedisGroupBackend:
     """``GroupBackend`` for one consumer of one group over a store's partition feeds."""
 
     def __init__(
-        self, store: RedisEventStore, group: str, consumer: str, start: StartFrom
+        self,
+        store: RedisEventStore,
+        group: str,
+        consumer: str,
+        start: StartFrom,
+        types: frozenset[str] | None = None,
     ) -> None:
         self._store = store
+        # Compared with the raw ``type`` field, so that an unwanted entry is skipped
+        # before anything of it is decoded (the point of a type filter).
+        self._types = None if types is None else frozenset(t.encode() for t in types)
         self._group = group
         self._consumer = consumer
         self._start = start
@@ -81,12 +89,20 @@ class _RedisGroupBackend:
         """Deliveries of raw entries, and the ids of entries deleted meanwhile (trimmed)."""
         out = []
         gone = []
+        wanted = self._types
         for entry in entries:
             entry_id, fields = entry
             if fields is None:
                 gone.append(entry_id)
                 continue
             deliveries = 1 if counts is None else counts.get(entry_id, 1)
+            # An entry without a type goes on to decoding, which names what is wrong.
+            kind = None if wanted is None else _type_of(fields)
+            if kind is not None and wanted is not None and kind not in wanted:
+                out.append(
+                    Delivery(partition, entry_id.decode(), deliveries, None, None, fields, True)
+                )
+                continue
             try:
                 event = self._store.feed_entry(partition, entry)
                 error: CodecError | None = None
@@ -284,6 +300,7 @@ class RedisSubscriptions:
         claim_idle: float = 30.0,
         max_deliveries: int = 5,
         retry_delay: float = 0.05,
+        types: Collection[str] | None = None,
     ) -> Subscription:
         """See ``Subscriptions.subscribe``.
 
@@ -293,14 +310,16 @@ class RedisSubscriptions:
         """
         check_name("group", group)
         name = check_name("consumer", consumer or default_consumer_name())
+        wanted = None if types is None else frozenset(types)
         return RunningSubscription(
-            _RedisGroupBackend(self._store, group, name, start),
+            _RedisGroupBackend(self._store, group, name, start, wanted),
             group=group,
             consumer=name,
             handler=handler,
             claim_idle=claim_idle,
             max_deliveries=max_deliveries,
             retry_delay=retry_delay,
+            types=wanted,
         )
 
     def dead_letters(self, group: str) -> list[DeadLetter]:
@@ -349,3 +368,16 @@ class RedisSubscriptions:
             raise BackendError(
                 f"unreadable dead letter in partition {partition}: {error}"
             ) from None
+
+
+_TYPE_AT = FEED_FIELDS.index(b"type") * 2 + 1  # the value after the name, as written
+
+
+def _type_of(fields: Sequence[bytes]) -> bytes | None:
+    """The raw ``type`` field of a feed entry (None when it has none)."""
+    if len(fields) > _TYPE_AT and fields[_TYPE_AT - 1] == b"type":
+        return fields[_TYPE_AT]
+    for i in range(0, len(fields) - 1, 2):  # written by another client, in another order
+        if fields[i] == b"type":
+            return fields[i + 1]
+    return None

@@ -43,7 +43,8 @@ class Delivery:
     """One delivery of a feed entry to this consumer.
 
     ``deliveries`` counts this one (1 on the first delivery); ``event`` is None when
-    the entry could not be decoded, ``decode_error`` then says why.
+    the entry could not be decoded, ``decode_error`` then says why, or when it was
+    ``skipped``: of a type the subscription does not want, so never decoded.
     """
 
     partition: int
@@ -52,6 +53,7 @@ class Delivery:
     event: RecordedEvent | None
     decode_error: CodecError | None = None
     raw: object = None  # what the adapter needs to dead-letter the entry
+    skipped: bool = False
 
 
 class GroupBackend(Protocol):
@@ -104,6 +106,7 @@ class RunningSubscription:
         claim_idle: float,
         max_deliveries: int,
         retry_delay: float,
+        types: frozenset[str] | None = None,
     ) -> None:
         if max_deliveries < 1:
             raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
@@ -117,6 +120,7 @@ class RunningSubscription:
         self._claim_every = max(0.01, min(claim_idle / 2, 5.0))
         self._max_deliveries = max_deliveries
         self._retry_delay = max(0.0, retry_delay)
+        self._types = types
         self._stopping = threading.Event()
         self._error: BaseException | None = None
         self._unacked: list[Delivery] = []
@@ -212,7 +216,10 @@ class RunningSubscription:
         for delivery in deliveries:
             if self._stopping.is_set():
                 break  # the rest stay pending on this consumer
-            self._deliver(delivery)
+            if self._unwanted(delivery):
+                self._handled(delivery)
+            else:
+                self._deliver(delivery)
         self._flush_acks()
 
     def _process_begun(
@@ -232,6 +239,9 @@ class RunningSubscription:
         for delivery in deliveries:
             if self._stopping.is_set():
                 break  # the rest stay pending on this consumer
+            if self._unwanted(delivery):
+                self._handled(delivery)
+                continue
             if delivery.event is None or delivery.deliveries > self._max_deliveries:
                 begun.append((delivery, None))
                 continue
@@ -252,6 +262,13 @@ class RunningSubscription:
                 else:
                     self._handled(delivery)
         self._flush_acks()
+
+    def _unwanted(self, delivery: Delivery) -> bool:
+        """Of a type the subscription does not want: acknowledged, never handled."""
+        if delivery.skipped:
+            return True
+        types, event = self._types, delivery.event
+        return types is not None and event is not None and event.type_name not in types
 
     def _deliver(self, delivery: Delivery, failed: Exception | None = None) -> None:
         """Handle ``delivery`` until it is handled or dead-lettered (or the loop stops).

@@ -1,10 +1,13 @@
 """The projector's batch half (``begin``, used by the subscription loop): a batch's
-updates go to the generation current when its first one is finished, looked up once."""
+updates go to the generation current when its first one is finished, looked up once.
+And the type filters of the domain's subscriptions."""
 
 from __future__ import annotations
 
-from domain._events import make_codec
+from domain._events import INVENTORY_EVENTS, SAGA_EVENTS, make_codec
 from domain._projections import Projector, availability_key
+from domain._saga import CHILD_EVENTS
+from domain._system import _SAGA_BUS_TYPES
 from persistence import Persistence
 from persistence._memory import MemoryProjectionStore
 from tests.domain.test_projections import section_stream
@@ -62,3 +65,13 @@ def test_a_batch_begun_after_a_switch_writes_to_the_new_generation() -> None:
     assert fields is not None
     assert fields["_position"] == str(len(recorded))
     assert "capacity" not in fields
+
+
+def test_the_subscriptions_type_filters_name_events_as_the_codec_registers_them() -> None:
+    codec = make_codec()
+    wanted = {
+        "projections": (Projector.TYPES, (*INVENTORY_EVENTS, *SAGA_EVENTS)),
+        "saga": (_SAGA_BUS_TYPES, CHILD_EVENTS),
+    }
+    for name, (types, models) in wanted.items():
+        assert {codec.model_for(t) for t in types} == set(models), name

@@ -25,12 +25,14 @@ from persistence import (
     MalformedEvent,
     Persistence,
     PersistenceError,
+    RecordedEvent,
     RedisEventStore,
     StorageFull,
     UnknownEventType,
     UnsafeRedisConfiguration,
     redis_client,
 )
+from tests.persistence.conftest import wait_for
 from tests.persistence.events import Deposited, Renamed
 from tests.redis_server import RedisServer
 
@@ -123,6 +125,51 @@ def test_a_stored_entry_with_a_malformed_payload_raises_malformed_event(
 
     with pytest.raises(MalformedEvent, match="stream 's' version 1"):
         store.read("s")
+
+
+def test_a_subscription_never_decodes_entries_of_types_it_does_not_want(
+    redis_url: str, key_prefix: str, codec: Codec, plain: redis.Redis
+) -> None:
+    persistence = Persistence.on_redis(redis_url, codec, prefix=key_prefix, partitions=4)
+    try:
+        layout = persistence.events.layout  # type: ignore[attr-defined]
+        partition = zlib.crc32(b"s") % 4
+        # An entry no codec here can decode: any subscriber that decoded it would fail.
+        plain.xadd(
+            layout.feed(partition),
+            {"stream": "s", "version": "1", "type": "Vanished", "schema": "1",
+             "data": b"\xc1", "event_id": "raw-1", "correlation_id": "",
+             "causation_id": "", "recorded_at": "1.0", "extra": ""},
+        )
+        persistence.events.append("t", [Deposited(account="t", amount=7)], NO_STREAM)
+        got: list[RecordedEvent] = []
+        seen = threading.Event()
+
+        def handle(event: RecordedEvent) -> None:
+            got.append(event)
+            seen.set()
+
+        subscription = persistence.subscriptions.subscribe(
+            "deposits", handle, types={"Deposited"}, max_deliveries=1
+        )
+        try:
+            assert seen.wait(5)
+            time.sleep(0.2)  # room for a dead-lettering, were there one
+        finally:
+            subscription.stop(5)
+        assert [e.event for e in got] == [Deposited(account="t", amount=7)]
+        assert persistence.subscriptions.dead_letters("deposits") == []
+
+        # The same entry, decoded by a subscriber wanting every type, is dead-lettered.
+        everything = persistence.subscriptions.subscribe(
+            "everything", lambda event: None, max_deliveries=1
+        )
+        try:
+            assert wait_for(lambda: bool(persistence.subscriptions.dead_letters("everything")))
+        finally:
+            everything.stop(5)
+    finally:
+        persistence.close()
 
 
 def test_a_stored_version_one_event_is_upcast_when_read(

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from persistence import ANY, NO_STREAM, Persistence, RecordedEvent, Subscription
 from tests.persistence.conftest import wait_for
-from tests.persistence.events import Deposited
+from tests.persistence.events import Deposited, Withdrawn
 
 
 class ConsumerDied(BaseException):
@@ -251,6 +251,46 @@ def test_an_event_claimed_more_than_max_deliveries_times_is_dead_lettered_unhand
     assert letter.version == 1
     assert letter.deliveries == 3
     assert "without acknowledgement" in letter.error
+
+
+def test_a_subscription_for_some_types_gets_only_those_and_acknowledges_the_rest(
+    adapter: Persistence,
+) -> None:
+    adapter.events.append(
+        "s",
+        [
+            Deposited(account="s", amount=1),
+            Withdrawn(account="s", amount=2),
+            Deposited(account="s", amount=3),
+        ],
+        NO_STREAM,
+    )
+    withdrawals = Recorder()
+    subscription = adapter.subscriptions.subscribe(
+        "some", withdrawals, consumer="w", types={"Withdrawn"}
+    )
+    try:
+        assert withdrawals.until(1)
+        deposit(adapter, "s", 4)
+        adapter.events.append("s", [Withdrawn(account="s", amount=5)], ANY)
+        assert withdrawals.until(2)
+    finally:
+        assert subscription.stop(5)
+    assert [(e.type_name, e.version) for e in withdrawals.events] == [
+        ("Withdrawn", 2),
+        ("Withdrawn", 5),
+    ]
+
+    # The deposits it skipped were acknowledged: nothing of them is pending on "w".
+    everything = Recorder()
+    again = adapter.subscriptions.subscribe("some", everything, consumer="w", claim_idle=60)
+    try:
+        deposit(adapter, "s", 6)
+        assert everything.until(1)
+        time.sleep(0.2)  # room for anything still pending to show up
+    finally:
+        again.stop(5)
+    assert everything.amounts() == [6]
 
 
 def test_stop_ends_an_idle_subscription_promptly(adapter: Persistence) -> None:
