@@ -19,7 +19,7 @@ below it is skipped.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from domain._events import (
     INVENTORY_EVENTS,
@@ -40,7 +40,7 @@ from domain._events import (
 )
 from domain._outcome import Availability, ReservationOutcome, ReservationStatus
 from domain._saga import Saga
-from persistence import EventStore, ProjectionStore, RecordedEvent
+from persistence import EventStore, ProjectionStore, ProjectionUpdate, RecordedEvent
 
 S = ReservationStatus
 
@@ -204,21 +204,34 @@ class Projector:
 
     def begin(self, recorded: RecordedEvent) -> Callable[[], None]:
         """Handle ``recorded`` as part of a consumer's batch (``persistence._subscription``
-        begins every event of a read, then finishes each in order): the batch's updates
-        go to the generation current when its first one is finished, looked up once
-        instead of once per update (a round trip each on Redis). As safe for a rebuild
-        as a lookup per update: every event of the batch was appended before it."""
+        begins every event of a read, then finishes each in order).
+
+        The first ``finish`` of a batch applies the updates of every event begun in it
+        at once (``apply_many``: one round trip on Redis, to the generation current
+        then, looked up once); the later ones find theirs applied. Each event is still
+        applied before its own ``finish`` returns, so before it is acknowledged. As
+        safe for a rebuild as a lookup per update: every event of the batch was
+        appended before it. When the batch's updates fail, each ``finish`` applies
+        its own event alone, raising its own error (applying again is idempotent).
+        """
         batch = self._batch
         if getattr(batch, "finishing", True):  # the first of a new batch on this thread
             batch.finishing = False
+            batch.begun = []
             batch.view = None
+            batch.failed = False
+        batch.begun.append(recorded)
 
         def finish() -> None:
-            batch.finishing = True
-            view = batch.view
-            if view is None:
-                view = batch.view = self._current_view()
-            self._project(recorded, view)
+            if not batch.finishing:
+                batch.finishing = True
+                batch.view = self._current_view()
+                try:
+                    self._project_many(batch.begun, batch.view)
+                except Exception:
+                    batch.failed = True
+            if batch.failed:
+                self._project(recorded, batch.view)
 
         return finish
 
@@ -232,48 +245,58 @@ class Projector:
         return view
 
     def _project(self, recorded: RecordedEvent, projections: ProjectionStore) -> None:
-        stream_id = recorded.stream_id
-        event = recorded.event
-        if stream_id.startswith("inventory-"):
-            key = availability_key(event.event_id, event.section)  # type: ignore[attr-defined]
-            self._in_order(key, recorded, _availability_fields, projections)
-        elif stream_id.startswith("reservation-"):
-            key = reservation_key(event.reservation_id)  # type: ignore[attr-defined]
-            self._in_order(key, recorded, _reservation_fields, projections)
-            if isinstance(event, _FINAL):
-                with self._lock:
-                    self._applied.pop(key, None)  # nothing more is coming for it
+        self._project_many([recorded], projections)
 
-    def _in_order(
-        self,
-        key: str,
-        recorded: RecordedEvent,
-        update: Callable[[DomainEvent], tuple[dict[str, str | int], dict[str, int]]],
-        projections: ProjectionStore,
+    def _project_many(
+        self, records: Sequence[RecordedEvent], projections: ProjectionStore
     ) -> None:
-        """Apply ``recorded`` after every earlier event of its stream, each once."""
-        with self._lock:
-            known = self._applied.get(key)
-        if known is None:
-            # Nothing comes before a stream's first event, and apply() skips a position
-            # the hash has already: no read for it (one per reservation, a round trip
-            # on Redis).
-            known = 0 if recorded.version == 1 else projections.position(key)
-        if recorded.version <= known:
-            return
-        if recorded.version == known + 1:
-            todo = [recorded]
-        else:  # events ahead of this one were not applied yet: catch up from the store
-            todo = self.events.read(
-                recorded.stream_id, from_version=known, to_version=recorded.version
-            )
-        for item in todo:
-            set_fields, increments = update(item.event)  # type: ignore[arg-type]
-            projections.apply(key, item.version, set_fields, increments)
+        """Apply each of ``records`` after every earlier event of its stream, each once
+        (events of other streams are ignored), in one ``apply_many``."""
+        updates: list[ProjectionUpdate] = []
+        planned: dict[str, int] = {}  # key -> the version its updates reach
+        finished: list[str] = []
+        for recorded in records:
+            stream_id = recorded.stream_id
+            event = recorded.event
+            update: Callable[[DomainEvent], tuple[dict[str, str | int], dict[str, int]]]
+            if stream_id.startswith("inventory-"):
+                key = availability_key(event.event_id, event.section)  # type: ignore[attr-defined]
+                update = _availability_fields
+            elif stream_id.startswith("reservation-"):
+                key = reservation_key(event.reservation_id)  # type: ignore[attr-defined]
+                update = _reservation_fields
+                if isinstance(event, _FINAL):
+                    finished.append(key)  # nothing more is coming for it
+            else:
+                continue
+            known = planned.get(key)
+            if known is None:
+                with self._lock:
+                    known = self._applied.get(key)
+            if known is None:
+                # Nothing comes before a stream's first event, and apply() skips a
+                # position the hash has already: no read for it (one per reservation,
+                # a round trip on Redis).
+                known = 0 if recorded.version == 1 else projections.position(key)
+            if recorded.version <= known:
+                continue
+            if recorded.version == known + 1:
+                todo = [recorded]
+            else:  # events ahead of this one were not applied yet: catch up from the store
+                todo = self.events.read(stream_id, from_version=known, to_version=recorded.version)
+            for item in todo:
+                set_fields, increments = update(item.event)  # type: ignore[arg-type]
+                updates.append(ProjectionUpdate(key, item.version, set_fields, increments))
+            planned[key] = recorded.version
+        if updates:
+            projections.apply_many(updates)
         with self._lock:
             if len(self._applied) > 100_000:
                 self._applied.clear()
-            self._applied[key] = max(recorded.version, self._applied.get(key, 0))
+            for key, version in planned.items():
+                self._applied[key] = max(version, self._applied.get(key, 0))
+            for key in finished:
+                self._applied.pop(key, None)
 
 
 def _availability_fields(event: DomainEvent) -> tuple[dict[str, str | int], dict[str, int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from persistence._bundle import Persistence
 from persistence._codec import Codec
+from persistence._common import new_event_id
 from persistence._errors import (
     BackendError,
     CodecError,
@@ -43,6 +44,7 @@ from persistence._ports import (
     FeedPosition,
     ProjectionGenerations,
     ProjectionStore,
+    ProjectionUpdate,
     Projector,
     RecordedEvent,
     Snapshot,
@@ -84,6 +86,7 @@ __all__ = [
     "PersistenceError",
     "ProjectionGenerations",
     "ProjectionStore",
+    "ProjectionUpdate",
     "Projector",
     "RecordedEvent",
     "RedisEventStore",
@@ -100,6 +103,7 @@ __all__ = [
     "UnknownEventType",
     "UnregisteredEvent",
     "UnsafeRedisConfiguration",
+    "new_event_id",
     "rebuild_projection",
     "redis_client",
 ]

@@ -47,6 +47,7 @@ from persistence._ports import (
     ExpectedVersion,
     FeedPosition,
     ProjectionStore,
+    ProjectionUpdate,
     RecordedEvent,
     Snapshot,
     StartFrom,
@@ -535,6 +536,21 @@ class _MemoryProjectionView:
             updated[POSITION_FIELD] = str(position)
             hashes[key] = updated
             return True
+
+    def apply_many(self, updates: Sequence[ProjectionUpdate]) -> list[bool]:
+        applied: list[bool] = []
+        failure: InvalidProjectionUpdate | None = None
+        for update in updates:
+            try:
+                applied.append(
+                    self.apply(update.key, update.position, update.set_fields, update.increments)
+                )
+            except InvalidProjectionUpdate as error:
+                applied.append(False)
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        return applied
 
     def get(self, key: str) -> dict[str, str] | None:
         with self._owner._lock:

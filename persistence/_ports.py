@@ -365,6 +365,16 @@ class Subscriptions(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ProjectionUpdate:
+    """One ``ProjectionStore.apply`` call, for ``apply_many``."""
+
+    key: str
+    position: int
+    set_fields: Mapping[str, str | int | bytes] | None = None
+    increments: Mapping[str, int] | None = None
+
+
 class ProjectionStore(Protocol):
     """Read models kept in hashes, updated idempotently.
 
@@ -388,6 +398,21 @@ class ProjectionStore(Protocol):
         Raises:
             InvalidProjectionUpdate: an increment targets a non-integer field, or a
                 field name is reserved (``_position``); nothing changed.
+        """
+        ...
+
+    def apply_many(self, updates: Sequence[ProjectionUpdate]) -> list[bool]:
+        """``apply`` each update, in order (on Redis in one round trip); whether each
+        changed anything.
+
+        Every update is attempted, whatever happens to the others: each is atomic
+        and idempotent on its own, not the list as a whole.
+
+        Raises:
+            InvalidProjectionUpdate: the first update that was invalid, once all were
+                attempted.
+            PersistenceError: the backend failed; which updates were applied is then
+                unknown (applying them again is safe).
         """
         ...
 

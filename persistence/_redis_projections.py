@@ -9,16 +9,17 @@ catch-up complete (see ``rebuild_projection``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
+import redis.exceptions as rx
 
 from persistence._common import POSITION_FIELD, check_increment, field_value
-from persistence._errors import InvalidProjectionUpdate
-from persistence._ports import ProjectionStore, Snapshot
-from persistence._redis import check_client
-from persistence._redis_errors import map_redis_errors
+from persistence._errors import InvalidProjectionUpdate, PersistenceError
+from persistence._ports import ProjectionStore, ProjectionUpdate, Snapshot
+from persistence._redis import check_client, raw_pipeline
+from persistence._redis_errors import map_redis_error, map_redis_errors
 from persistence._redis_layout import RedisLayout, check_name
 from persistence._redis_scripts import PROJECTION_APPLY, SNAPSHOT_SAVE
 
@@ -47,23 +48,65 @@ class _RedisProjectionView:
         increments: Mapping[str, int] | None = None,
     ) -> bool:
         """See ``ProjectionStore.apply``."""
-        if isinstance(position, bool) or not isinstance(position, int):
-            raise InvalidProjectionUpdate(f"{key!r}: position must be an int")
-        values = [(f, field_value(key, f, v)) for f, v in (set_fields or {}).items()]
-        amounts = [(f, check_increment(key, f, n)) for f, n in (increments or {}).items()]
-        args: list[Any] = [position, len(values)]
-        for name, value in values:
-            args += (name, value)
-        for name, amount in amounts:
-            args += (name, amount)
+        args = _apply_args(key, position, set_fields, increments)
         with map_redis_errors(f"applying to projection {key!r}"):
             result = self._owner._apply(keys=[self._key(key)], args=args)
-        if isinstance(result, list):
-            name, value = (item.decode(errors="replace") for item in result)
-            raise InvalidProjectionUpdate(
-                f"{key!r}.{name} is {value!r}, not an integer: cannot increment"
+        return _applied(key, result)
+
+    def apply_many(self, updates: Sequence[ProjectionUpdate]) -> list[bool]:
+        """See ``ProjectionStore.apply_many``: one pipeline of the apply script, after
+        one look-up of the generation."""
+        if not updates:
+            return []
+        owner = self._owner
+        generation = self._generation()
+        calls: list[tuple[str, list[Any]]] = []
+        replies: list[Any] = []
+        todo = []
+        for index, update in enumerate(updates):
+            try:
+                args = _apply_args(
+                    update.key, update.position, update.set_fields, update.increments
+                )
+            except InvalidProjectionUpdate as error:  # not sent; the others are
+                calls.append(("", []))
+                replies.append(error)
+                continue
+            calls.append((owner._layout.projection(owner._namespace, generation, update.key), args))
+            replies.append(None)
+            todo.append(index)
+        doing = f"applying {len(calls)} projection updates"
+        for attempt in range(2 if todo else 0):
+            sha = owner._apply.sha
+            sent = raw_pipeline(
+                owner._client,
+                [("EVALSHA", sha, 1, calls[i][0], *calls[i][1]) for i in todo],
+                doing=doing,
             )
-        return bool(result)
+            for index, reply in zip(todo, sent, strict=True):
+                replies[index] = reply
+            # The server lost its script cache (restart, SCRIPT FLUSH): those did not
+            # run; load the script and send them again, in their order.
+            todo = [i for i in todo if isinstance(replies[i], rx.NoScriptError)]
+            if not todo or attempt:
+                break
+            with map_redis_errors(doing):
+                owner._client.script_load(PROJECTION_APPLY)
+        applied: list[bool] = []
+        failure: PersistenceError | None = None
+        for update, reply in zip(updates, replies, strict=True):
+            try:
+                if isinstance(reply, PersistenceError):
+                    raise reply
+                if isinstance(reply, Exception):
+                    raise map_redis_error(reply, f"applying to projection {update.key!r}")
+                applied.append(_applied(update.key, reply))
+            except PersistenceError as error:
+                applied.append(False)
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        return applied
 
     def get(self, key: str) -> dict[str, str] | None:
         """See ``ProjectionStore.get``."""
@@ -179,3 +222,32 @@ class RedisSnapshotStore:
     def delete(self, stream_id: str) -> None:
         with map_redis_errors(f"deleting the snapshot of {stream_id!r}"):
             self._client.delete(self._layout.snapshot(stream_id))
+
+
+def _apply_args(
+    key: str,
+    position: int,
+    set_fields: Mapping[str, str | int | bytes] | None,
+    increments: Mapping[str, int] | None,
+) -> list[Any]:
+    """ARGV of the apply script (checked: a bad update raises before anything is sent)."""
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise InvalidProjectionUpdate(f"{key!r}: position must be an int")
+    values = [(f, field_value(key, f, v)) for f, v in (set_fields or {}).items()]
+    amounts = [(f, check_increment(key, f, n)) for f, n in (increments or {}).items()]
+    args: list[Any] = [position, len(values)]
+    for name, value in values:
+        args += (name, value)
+    for name, amount in amounts:
+        args += (name, amount)
+    return args
+
+
+def _applied(key: str, result: Any) -> bool:
+    """The apply script's reply: applied or not, or the field it could not increment."""
+    if isinstance(result, list):
+        name, value = (item.decode(errors="replace") for item in result)
+        raise InvalidProjectionUpdate(
+            f"{key!r}.{name} is {value!r}, not an integer: cannot increment"
+        )
+    return bool(result)

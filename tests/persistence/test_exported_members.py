@@ -8,7 +8,7 @@ EXPECTED = {
     # ports and values
     "ANY", "NO_STREAM", "AppendResult", "DeadLetter", "EventMetadata", "EventStore",
     "ExpectedVersion", "FeedPosition", "ProjectionGenerations", "ProjectionStore",
-    "Projector", "RecordedEvent", "Snapshot", "SnapshotStore", "StartFrom",
+    "ProjectionUpdate", "Projector", "RecordedEvent", "Snapshot", "SnapshotStore", "StartFrom",
     "Subscription", "SubscriptionHandler", "Subscriptions",
     # errors
     "PersistenceError", "ConcurrencyError", "DuplicateEvent", "CodecError",
@@ -16,7 +16,7 @@ EXPECTED = {
     "EventStoreUnavailable", "StorageFull", "BackendError", "ConfigurationError",
     "UnsafeRedisConfiguration", "IncompatibleLayout",
     # codec, adapters, wiring
-    "Codec", "Persistence", "rebuild_projection", "redis_client",
+    "Codec", "Persistence", "new_event_id", "rebuild_projection", "redis_client",
     "MemoryEventStore", "MemorySubscriptions", "MemoryProjectionStore", "MemorySnapshotStore",
     "RedisEventStore", "RedisSubscriptions", "RedisProjectionStore", "RedisSnapshotStore",
 }

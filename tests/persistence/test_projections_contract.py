@@ -11,6 +11,7 @@ from persistence import (
     InvalidProjectionUpdate,
     Persistence,
     ProjectionStore,
+    ProjectionUpdate,
     RecordedEvent,
     rebuild_projection,
 )
@@ -89,6 +90,45 @@ def test_the_position_field_is_reserved(adapter: Persistence) -> None:
         adapter.projections.apply("k", 1, {"_position": "9"})
     with pytest.raises(InvalidProjectionUpdate):
         adapter.projections.apply("k", 1, None, {"_position": 9})
+
+
+def test_apply_many_applies_each_update_in_order_as_apply_would(adapter: Persistence) -> None:
+    store = adapter.projections
+    store.apply("b", 3, {"v": "three"})
+
+    applied = store.apply_many(
+        [
+            ProjectionUpdate("a", 1, {"name": "x"}, {"count": 1}),
+            ProjectionUpdate("a", 2, None, {"count": 2}),
+            ProjectionUpdate("b", 2, {"v": "older"}),  # at or below b's position
+            ProjectionUpdate("a", 2, None, {"count": 100}),  # a replay
+        ]
+    )
+
+    assert applied == [True, True, False, False]
+    assert store.get("a") == {"name": "x", "count": "3", "_position": "2"}
+    assert store.get("b") == {"v": "three", "_position": "3"}
+    assert store.apply_many([]) == []
+
+
+def test_apply_many_attempts_every_update_then_raises_the_first_invalid_one(
+    adapter: Persistence,
+) -> None:
+    store = adapter.projections
+    store.apply("k", 1, {"name": "x"})
+
+    with pytest.raises(InvalidProjectionUpdate, match="name"):
+        store.apply_many(
+            [
+                ProjectionUpdate("k", 2, None, {"name": 1}),  # not an integer
+                ProjectionUpdate("j", 1, {"_position": "9"}),  # a reserved field
+                ProjectionUpdate("m", 1, {"ok": "yes"}),
+            ]
+        )
+
+    assert store.get("k") == {"name": "x", "_position": "1"}
+    assert store.get("j") is None
+    assert store.get("m") == {"ok": "yes", "_position": "1"}
 
 
 def test_deleting_a_hash_removes_it(adapter: Persistence) -> None:

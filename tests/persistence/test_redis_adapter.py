@@ -25,8 +25,10 @@ from persistence import (
     MalformedEvent,
     Persistence,
     PersistenceError,
+    ProjectionUpdate,
     RecordedEvent,
     RedisEventStore,
+    RedisProjectionStore,
     StorageFull,
     UnknownEventType,
     UnsafeRedisConfiguration,
@@ -172,6 +174,38 @@ def test_a_subscription_never_decodes_entries_of_types_it_does_not_want(
         persistence.close()
 
 
+def test_feed_entries_decode_alike_on_the_fast_and_the_checked_path(
+    store: RedisEventStore, plain: redis.Redis
+) -> None:
+    meta = EventMetadata("e-1", "corr", "cause", 1714566600.25, {"user": "ann"})
+    store.append("s", [Deposited(account="a", amount=5)], NO_STREAM, meta)
+    store.append("s", [Deposited(account="a", amount=6), Deposited(account="a", amount=7)], 1)
+    partition = store.partition_of("s")
+    # A version-one event of another stream in the same feed, upcast when decoded.
+    plain.xadd(
+        store.layout.feed(partition),
+        {"stream": "s", "version": "4", "type": "Renamed", "schema": "1",
+         "data": msgpack.packb({"name": "Hamlet"}), "event_id": "raw-4",
+         "correlation_id": "", "causation_id": "", "recorded_at": "1.0", "extra": ""},
+    )
+    entries = plain.xrange(store.layout.feed(partition))
+    raw = [[entry_id, [x for pair in fields.items() for x in pair]] for entry_id, fields in entries]
+
+    checked = [store._feed_entry_checked(partition, entry) for entry in raw]  # warms caches
+
+    def not_taken(partition: int, entry: list[object]) -> RecordedEvent:
+        raise AssertionError(f"{entry[0]!r} took the checked path")
+
+    store._feed_entry_checked = not_taken  # type: ignore[method-assign]
+    fast = [store.feed_entry(partition, entry) for entry in raw]
+
+    assert fast == checked
+    assert [e.version for e in fast] == [1, 2, 3, 4]
+    assert fast[0].metadata == meta
+    assert fast[3].event == Renamed(title="Hamlet")
+    assert fast[3].schema_version == 1
+
+
 def test_a_stored_version_one_event_is_upcast_when_read(
     store: RedisEventStore, plain: redis.Redis
 ) -> None:
@@ -285,6 +319,25 @@ def test_a_server_that_may_evict_keys_is_refused_unless_allowed(
     allowed = RedisEventStore.from_url(server.url, codec, prefix="t", allow_eviction=True)
     assert allowed.append("s", [Deposited(account="a", amount=1)], NO_STREAM).version == 1
     allowed.close()
+
+
+def test_projection_updates_sent_together_survive_a_lost_script_cache(
+    redis_server_factory: Callable[..., RedisServer],
+) -> None:
+    server = redis_server_factory()
+    client = redis.Redis.from_url(server.url)
+    projections = RedisProjectionStore(client, prefix="t")
+    try:
+        assert projections.apply("a", 1, {"n": "1"})
+        client.script_flush()  # our own server: as after a restart
+        applied = projections.apply_many(
+            [ProjectionUpdate("a", 2, {"n": "2"}), ProjectionUpdate("b", 1, {"n": "1"})]
+        )
+        assert applied == [True, True]
+        assert projections.get("a") == {"n": "2", "_position": "2"}
+        assert projections.get("b") == {"n": "1", "_position": "1"}
+    finally:
+        client.close()
 
 
 def test_losing_the_server_raises_event_store_unavailable_and_a_restart_recovers(
