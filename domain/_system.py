@@ -124,6 +124,7 @@ from persistence import (
     PersistenceError,
     RecordedEvent,
     Subscription,
+    new_event_id,
 )
 
 __all__ = ["DEFAULT_CARD", "TicketingSystem"]
@@ -639,7 +640,7 @@ class TicketingSystem:
         card = check_card(card_number)
         wait = check_timeout(timeout)
         rid = (
-            uuid.uuid4().hex
+            new_event_id()  # the form of uuid4().hex, without a system call per id
             if reservation_id is None
             else check_id("reservation_id", reservation_id)
         )
