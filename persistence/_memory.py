@@ -486,6 +486,19 @@ class MemorySubscriptions:
             types=wanted,
         )
 
+    def backlog(self, group: str) -> int:
+        """See ``Subscriptions.backlog``."""
+        store = self._store
+        with store._lock:
+            found = store._groups.get(group)
+            if found is None:
+                return sum(len(feed.keys) for feed in store._feeds)
+            undelivered = sum(
+                len(feed.keys) - feed.after(found.cursors[partition])
+                for partition, feed in enumerate(store._feeds)
+            )
+            return undelivered + sum(len(pending) for pending in found.pending)
+
     def dead_letters(self, group: str) -> list[DeadLetter]:
         """See ``Subscriptions.dead_letters``."""
         with self._store._lock:

@@ -364,6 +364,14 @@ class Subscriptions(Protocol):
         """The group's dead letters, oldest first (per partition)."""
         ...
 
+    def backlog(self, group: str) -> int:
+        """Feed entries ``group`` has not acknowledged: not yet delivered to any of its
+        consumers, or delivered and still pending. 0 once the group has handled every
+        event appended so far (a read model fed by it is then up to date). A group
+        that does not exist has handled nothing: every entry of the feeds counts.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ProjectionUpdate:

@@ -293,6 +293,30 @@ def test_a_subscription_for_some_types_gets_only_those_and_acknowledges_the_rest
     assert everything.amounts() == [6]
 
 
+def test_the_backlog_counts_what_a_group_has_not_acknowledged_yet(
+    adapter: Persistence,
+) -> None:
+    subscriptions = adapter.subscriptions
+    for n in range(5):
+        deposit(adapter, f"s{n}", n)
+    assert subscriptions.backlog("nobody-yet") == 5  # a group that does not exist
+
+    release = threading.Event()
+    held = Recorder(lambda event: release.wait(5) and None)
+    subscription = subscriptions.subscribe("slow", held, consumer="slow")
+    try:
+        assert subscriptions.backlog("slow") == 5  # delivered or not, none handled
+        release.set()
+        assert held.until(5)
+        deposit(adapter, "s9", 9)
+        assert held.until(6)
+        assert wait_for(lambda: subscriptions.backlog("slow") == 0)
+    finally:
+        subscription.stop(5)
+    deposit(adapter, "s10", 10)
+    assert subscriptions.backlog("slow") == 1
+
+
 def test_stop_ends_an_idle_subscription_promptly(adapter: Persistence) -> None:
     subscription = adapter.subscriptions.subscribe("idle", Recorder())
     assert subscription.running
