@@ -114,7 +114,7 @@ from domain._validation import (
     check_sections,
     check_timeout,
 )
-from domain._verify import InvariantReport, list_events, list_reservations, verify_store
+from domain._verify import InvariantReport, verify_store
 from persistence import (
     ANY,
     NO_STREAM,
@@ -714,29 +714,19 @@ class TicketingSystem:
         return outcome_from(rid, fields)
 
     def settle(self, timeout: float | None = None) -> bool:
-        """Wait until the projections reflect every event stored; False on timeout."""
-        events = self.persistence.events
-        projections = self.persistence.projections
-        with _backend("listing what to settle"):
-            pending = [
-                (availability_key(created.event_id, name), inventory_stream(created.event_id, name))
-                for created in list_events(events)
-                for name in created.sections
-            ] + [
-                (reservation_key(rid), reservation_stream(rid)) for rid in list_reservations(events)
-            ]
+        """Wait until the projections reflect every event stored; False on timeout.
 
-        def lagging() -> bool:
-            nonlocal pending
-            pending = [
-                (key, stream)
-                for key, stream in pending
-                if projections.position(key) < events.stream_version(stream)
-            ]
-            return not pending
+        That is, until the projections' consumer group (of any system on the backend)
+        has handled every event appended so far: one ``Subscriptions.backlog`` per
+        poll, however many reservations there are.
+        """
+        subscriptions = self.persistence.subscriptions
+
+        def caught_up() -> bool:
+            return subscriptions.backlog(PROJECTIONS_GROUP) == 0
 
         with _backend("settling the projections"):
-            return self._wait_until(lagging, timeout)
+            return self._wait_until(caught_up, timeout)
 
     def verify(self, timeout: float | None = None) -> InvariantReport:
         """Settle the projections, then check every invariant against the backend.
