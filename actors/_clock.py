@@ -81,10 +81,13 @@ class SystemClock:
     """Wall-clock time; delays fire on one daemon thread shared by all its users.
 
     Callbacks must be quick (the store's only posts a message to its mailbox): a
-    slow callback delays the timers after it.
+    slow callback delays the timers after it. The thread ends once no timer has been
+    pending for ``linger`` seconds and starts again with the next ``call_later``, so
+    a clock that is done with leaves no thread behind.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, linger: float = 5.0) -> None:
+        self._linger = linger
         self._heap: list[_TimerEntry] = []
         self._seq = itertools.count()
         self._cond = threading.Condition(threading.Lock())
@@ -104,6 +107,11 @@ class SystemClock:
                 self._heap = [entry for entry in self._heap if not entry.cancelled]
                 heapq.heapify(self._heap)
                 self._cancelled = 0
+        elif self._cancelled >= len(self._heap):
+            # Perhaps nothing is pending any more (a stopped store's timers): wake the
+            # thread, asleep until the first one's due time, to drop them and go.
+            with self._cond:
+                self._cond.notify()
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
         entry = _TimerEntry(time.monotonic() + max(0.0, delay), next(self._seq), callback, self)
@@ -124,8 +132,10 @@ class SystemClock:
                         heapq.heappop(self._heap)
                         self._cancelled = max(0, self._cancelled - 1)
                     if not self._heap:
-                        self._cond.wait()
-                        continue
+                        if self._cond.wait(self._linger) or self._heap:
+                            continue
+                        self._thread = None  # under the lock: call_later starts another
+                        return
                     wait = self._heap[0].due - time.monotonic()
                     if wait <= 0:
                         entry = heapq.heappop(self._heap)

@@ -129,6 +129,39 @@ def test_a_system_clock_survives_a_callback_that_raises() -> None:
     assert fired.wait(WAIT)
 
 
+def test_a_system_clock_with_nothing_pending_lets_its_thread_go_and_restarts_it() -> None:
+    clock = SystemClock(linger=0.05)
+    first = threading.Event()
+    clock.call_later(0.0, first.set)
+    assert first.wait(WAIT)
+
+    def clock_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "actors-clock" and t.is_alive()]
+
+    thread = clock._thread
+    assert thread is not None
+    thread.join(WAIT)
+    assert not thread.is_alive()  # no timer pending: a done-with clock leaves no thread
+
+    again = threading.Event()
+    clock.call_later(0.01, again.set)
+    assert again.wait(WAIT)
+    assert clock._thread is not None
+    assert clock._thread in clock_threads()
+
+
+def test_a_system_clock_whose_timers_were_all_cancelled_lets_its_thread_go() -> None:
+    clock = SystemClock(linger=0.05)
+    timers = [clock.call_later(60.0 + n, lambda: None) for n in range(3)]
+    thread = clock._thread
+    assert thread is not None
+    for timer in timers:
+        timer.cancel()
+
+    thread.join(WAIT)
+    assert not thread.is_alive()
+
+
 # Delays in a store.
 
 
