@@ -50,7 +50,7 @@ def _at_least(area: str, name: str, bound: float, unit: str, ceiling: str = "") 
         text = f"{value:,.0f} {unit}"
         limit = _median(figures, area, ceiling) if ceiling else None
         if limit is not None:
-            text += f" (ceiling: {ceiling} {limit:,.0f}/s)"
+            text += f"; ceiling, {ceiling}: {limit:,.0f}/s"
         return value >= bound, text
 
     return check
