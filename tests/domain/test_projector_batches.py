@@ -50,6 +50,16 @@ class _CountingView:
         return self._view.apply_many(updates)
 
 
+def projected_one_by_one() -> dict[str, str] | None:
+    """The section's availability, each event of ``section_stream`` projected alone."""
+    reference = Persistence.in_memory(make_codec())
+    recorded = section_stream(reference)
+    projector = Projector(reference.events, reference.projections)
+    for event in recorded:
+        projector(event)
+    return reference.projections.get(KEY)
+
+
 def test_a_batch_looks_the_generation_up_once_and_projects_like_event_by_event() -> None:
     persistence = Persistence.in_memory(make_codec())
     recorded = section_stream(persistence)
@@ -64,12 +74,7 @@ def test_a_batch_looks_the_generation_up_once_and_projects_like_event_by_event()
         finish()
     assert projections.lookups == 2  # a new batch looks it up again
 
-    one_by_one = Persistence.in_memory(make_codec())
-    section_stream(one_by_one)
-    reference = Projector(one_by_one.events, one_by_one.projections)
-    for event in recorded:
-        reference(event)
-    assert projections.get(KEY) == one_by_one.projections.get(KEY)
+    assert projections.get(KEY) == projected_one_by_one()
 
 
 def test_the_first_finish_of_a_batch_applies_every_event_begun_in_it_at_once() -> None:
@@ -102,12 +107,7 @@ def test_a_batch_whose_updates_fail_is_applied_event_by_event_by_each_finish() -
         finish()
 
     assert projections.batches == [len(recorded)] + [1] * len(recorded)
-    reference = Persistence.in_memory(make_codec())
-    section_stream(reference)
-    one_by_one = Projector(reference.events, reference.projections)
-    for event in recorded:
-        one_by_one(event)
-    assert projections.get(KEY) == reference.projections.get(KEY)
+    assert projections.get(KEY) == projected_one_by_one()
 
 
 def test_a_batch_begun_after_a_switch_writes_to_the_new_generation() -> None:
