@@ -453,33 +453,59 @@ class _Pipe:
                 self._thread.start()
 
     def _run(self) -> None:
-        queue, limit = self._queue, self._max_batch
+        queue, commit = self._queue, self._commit
         running = True
-        while running:
-            first = queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < limit and not queue.empty():
-                item = queue.get()
-                if item is None:  # closing: finish this batch, then stop
-                    running = False
+        batch: list[_Request] = []
+        sent = False
+        while True:
+            if not batch:
+                if not running:
                     break
-                batch.append(item)
+                first = queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                running = self._take(batch)
+                sent = False
             try:
-                self._commit._complete(batch, False)
+                commit._complete(batch, sent)
             except BaseException as error:  # never leave a future pending
                 for item in batch:
                     if not item.done:
                         item.error, item.done = error, True
+            # What queued meanwhile goes out before this batch's futures are completed
+            # (and their callbacks run): Redis works on it while Python does that. It
+            # is written after this batch's replies were all read, on the connection
+            # they came in on, so a lost connection still concerns one batch only.
+            following: list[_Request] = []
+            if running and not queue.empty():
+                running = self._take(following)
+            following_sent = False
+            if following:
+                try:
+                    following_sent = commit._write(following)
+                except BaseException:  # sent again by _complete
+                    following_sent = False
             for item in batch:
                 _settle(item)
-        self._commit.close()
+            batch, sent = following, following_sent
+        commit.close()
         # Whatever was queued after close() was called gets a clear answer.
         while not queue.empty():
+            left = queue.get()
+            if left is not None and left.future is not None:
+                left.future.set_exception(EventStoreUnavailable("the event store is closed"))
+
+    def _take(self, batch: list[_Request]) -> bool:
+        """Add what is queued to ``batch``, up to the batch limit, without waiting;
+        False when the closing mark was taken (finish, then stop)."""
+        queue, limit = self._queue, self._max_batch
+        while len(batch) < limit and not queue.empty():
             item = queue.get()
-            if item is not None and item.future is not None:
-                item.future.set_exception(EventStoreUnavailable("the event store is closed"))
+            if item is None:
+                return False
+            batch.append(item)
+        return True
 
     @property
     def round_trips(self) -> int:

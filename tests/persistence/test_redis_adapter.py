@@ -340,6 +340,35 @@ def test_projection_updates_sent_together_survive_a_lost_script_cache(
         client.close()
 
 
+def test_async_appends_in_flight_when_their_connection_drops_are_each_applied_once(
+    redis_server_factory: Callable[..., RedisServer], codec: Codec
+) -> None:
+    server = redis_server_factory()
+    store = RedisEventStore.from_url(server.url, codec, prefix="t")
+    killer = redis.Redis.from_url(server.url)
+    streams, per_stream = 50, 40
+    try:
+        futures = []
+        for version in range(per_stream):
+            if version == per_stream // 2:  # batches are in flight: drop their connection
+                connected = killer.info("stats")["total_connections_received"]
+                assert killer.client_kill_filter(_type="normal", skipme=True) >= 1
+            futures += [
+                store.append_async(f"s{n}", [Deposited(account=f"s{n}", amount=version)], version)
+                for n in range(streams)
+            ]
+        for future in futures:
+            future.result(30)
+        assert killer.info("stats")["total_connections_received"] > connected  # reconnected
+        for n in range(streams):
+            events = store.read(f"s{n}")
+            assert [e.version for e in events] == list(range(1, per_stream + 1))
+            assert [e.event.amount for e in events] == list(range(per_stream))  # type: ignore[attr-defined]
+    finally:
+        killer.close()
+        store.close()
+
+
 def test_losing_the_server_raises_event_store_unavailable_and_a_restart_recovers(
     redis_server_factory: Callable[..., RedisServer], codec: Codec
 ) -> None:
