@@ -6,13 +6,16 @@ import os
 import random
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
+from typing import TypeVar
 
 from pydantic import BaseModel
 
-from persistence._errors import InvalidProjectionUpdate
+from persistence._errors import InvalidProjectionUpdate, PersistenceError
 from persistence._ports import ANY, NO_STREAM, EventMetadata, ExpectedVersion
+
+T = TypeVar("T")
 
 __all__ = [
     "EMPTY_EXTRA",
@@ -134,6 +137,23 @@ def field_value(key: str, field: str, value: object) -> str:
     raise InvalidProjectionUpdate(
         f"{key!r}.{field}: {type(value).__name__} is not a field value"
     )
+
+
+def apply_each(items: Iterable[T], apply_one: Callable[[T], bool]) -> list[bool]:
+    """``apply_one`` on every item, whatever happens to the others; whether each
+    applied. The first ``PersistenceError`` is raised once all were attempted (the
+    contract of ``ProjectionStore.apply_many``)."""
+    applied: list[bool] = []
+    failure: PersistenceError | None = None
+    for item in items:
+        try:
+            applied.append(apply_one(item))
+        except PersistenceError as error:
+            applied.append(False)
+            failure = failure or error
+    if failure is not None:
+        raise failure
+    return applied
 
 
 def check_increment(key: str, field: str, amount: object) -> int:

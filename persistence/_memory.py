@@ -24,6 +24,7 @@ from persistence._common import (
     ANY_VERSION,
     EMPTY_EXTRA,
     POSITION_FIELD,
+    apply_each,
     check_increment,
     check_partitions,
     expected_as_int,
@@ -551,19 +552,9 @@ class _MemoryProjectionView:
             return True
 
     def apply_many(self, updates: Sequence[ProjectionUpdate]) -> list[bool]:
-        applied: list[bool] = []
-        failure: InvalidProjectionUpdate | None = None
-        for update in updates:
-            try:
-                applied.append(
-                    self.apply(update.key, update.position, update.set_fields, update.increments)
-                )
-            except InvalidProjectionUpdate as error:
-                applied.append(False)
-                failure = failure or error
-        if failure is not None:
-            raise failure
-        return applied
+        return apply_each(
+            updates, lambda u: self.apply(u.key, u.position, u.set_fields, u.increments)
+        )
 
     def get(self, key: str) -> dict[str, str] | None:
         with self._owner._lock:

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 import redis.exceptions as rx
 
-from persistence._common import POSITION_FIELD, check_increment, field_value
+from persistence._common import POSITION_FIELD, apply_each, check_increment, field_value
 from persistence._errors import InvalidProjectionUpdate, PersistenceError
 from persistence._ports import ProjectionStore, ProjectionUpdate, Snapshot
 from persistence._redis import check_client, raw_pipeline
@@ -60,28 +60,24 @@ class _RedisProjectionView:
             return []
         owner = self._owner
         generation = self._generation()
-        calls: list[tuple[str, list[Any]]] = []
-        replies: list[Any] = []
-        todo = []
+        replies: list[Any] = [None] * len(updates)
+        commands: dict[int, tuple[Any, ...]] = {}  # by index, the valid updates only
         for index, update in enumerate(updates):
             try:
                 args = _apply_args(
                     update.key, update.position, update.set_fields, update.increments
                 )
             except InvalidProjectionUpdate as error:  # not sent; the others are
-                calls.append(("", []))
-                replies.append(error)
+                replies[index] = error
                 continue
-            calls.append((owner._layout.projection(owner._namespace, generation, update.key), args))
-            replies.append(None)
-            todo.append(index)
-        doing = f"applying {len(calls)} projection updates"
+            key = owner._layout.projection(owner._namespace, generation, update.key)
+            commands[index] = (key, *args)
+        doing = f"applying {len(updates)} projection updates"
+        todo = list(commands)
         for attempt in range(2 if todo else 0):
             sha = owner._apply.sha
             sent = raw_pipeline(
-                owner._client,
-                [("EVALSHA", sha, 1, calls[i][0], *calls[i][1]) for i in todo],
-                doing=doing,
+                owner._client, [("EVALSHA", sha, 1, *commands[i]) for i in todo], doing=doing
             )
             for index, reply in zip(todo, sent, strict=True):
                 replies[index] = reply
@@ -92,21 +88,7 @@ class _RedisProjectionView:
                 break
             with map_redis_errors(doing):
                 owner._client.script_load(PROJECTION_APPLY)
-        applied: list[bool] = []
-        failure: PersistenceError | None = None
-        for update, reply in zip(updates, replies, strict=True):
-            try:
-                if isinstance(reply, PersistenceError):
-                    raise reply
-                if isinstance(reply, Exception):
-                    raise map_redis_error(reply, f"applying to projection {update.key!r}")
-                applied.append(_applied(update.key, reply))
-            except PersistenceError as error:
-                applied.append(False)
-                failure = failure or error
-        if failure is not None:
-            raise failure
-        return applied
+        return apply_each(zip(updates, replies, strict=True), _reply_applied)
 
     def get(self, key: str) -> dict[str, str] | None:
         """See ``ProjectionStore.get``."""
@@ -241,6 +223,16 @@ def _apply_args(
     for name, amount in amounts:
         args += (name, amount)
     return args
+
+
+def _reply_applied(sent: tuple[ProjectionUpdate, Any]) -> bool:
+    """What became of one update of ``apply_many``: its reply, or the error it got."""
+    update, reply = sent
+    if isinstance(reply, PersistenceError):
+        raise reply
+    if isinstance(reply, Exception):
+        raise map_redis_error(reply, f"applying to projection {update.key!r}")
+    return _applied(update.key, reply)
 
 
 def _applied(key: str, result: Any) -> bool:
