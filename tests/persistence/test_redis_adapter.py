@@ -134,15 +134,10 @@ def test_a_subscription_never_decodes_entries_of_types_it_does_not_want(
 ) -> None:
     persistence = Persistence.on_redis(redis_url, codec, prefix=key_prefix, partitions=4)
     try:
-        layout = persistence.events.layout  # type: ignore[attr-defined]
-        partition = zlib.crc32(b"s") % 4
+        events = persistence.events
+        assert isinstance(events, RedisEventStore)
         # An entry no codec here can decode: any subscriber that decoded it would fail.
-        plain.xadd(
-            layout.feed(partition),
-            {"stream": "s", "version": "1", "type": "Vanished", "schema": "1",
-             "data": b"\xc1", "event_id": "raw-1", "correlation_id": "",
-             "causation_id": "", "recorded_at": "1.0", "extra": ""},
-        )
+        _write_raw_feed(plain, events, "s", 1, type_name=b"Vanished", data=b"\xc1")
         persistence.events.append("t", [Deposited(account="t", amount=7)], NO_STREAM)
         got: list[RecordedEvent] = []
         seen = threading.Event()
@@ -182,11 +177,8 @@ def test_feed_entries_decode_alike_on_the_fast_and_the_checked_path(
     store.append("s", [Deposited(account="a", amount=6), Deposited(account="a", amount=7)], 1)
     partition = store.partition_of("s")
     # A version-one event of another stream in the same feed, upcast when decoded.
-    plain.xadd(
-        store.layout.feed(partition),
-        {"stream": "s", "version": "4", "type": "Renamed", "schema": "1",
-         "data": msgpack.packb({"name": "Hamlet"}), "event_id": "raw-4",
-         "correlation_id": "", "causation_id": "", "recorded_at": "1.0", "extra": ""},
+    _write_raw_feed(
+        plain, store, "s", 4, type_name=b"Renamed", data=msgpack.packb({"name": "Hamlet"})
     )
     entries = plain.xrange(store.layout.feed(partition))
     raw = [[entry_id, [x for pair in fields.items() for x in pair]] for entry_id, fields in entries]
@@ -461,6 +453,20 @@ def test_stream_ids_lists_every_stream_under_the_prefix(store: RedisEventStore) 
     assert sorted(store.stream_ids()) == ["a", "b", "c:d"]
 
 
+def _raw_fields(version: int, type_name: bytes, data: bytes, schema: bytes) -> dict[str, Any]:
+    """The fields of an entry as docs/redis-layout.md gives them, written by hand."""
+    return {
+        "type": type_name,
+        "schema": schema,
+        "data": data,
+        "event_id": f"raw-{version}",
+        "correlation_id": "",
+        "causation_id": "",
+        "recorded_at": "1.0",
+        "extra": "",
+    }
+
+
 def _write_raw(
     plain: redis.Redis,
     store: RedisEventStore,
@@ -471,21 +477,25 @@ def _write_raw(
     data: bytes,
     schema: bytes = b"1",
 ) -> None:
-    plain.xadd(
-        store.layout.stream(stream_id),
-        {
-            "type": type_name,
-            "schema": schema,
-            "data": data,
-            "event_id": f"raw-{version}",
-            "correlation_id": "",
-            "causation_id": "",
-            "recorded_at": "1.0",
-            "extra": "",
-            "feed": "0-1",
-        },
-        id=f"{version}-0",
-    )
+    """An aggregate stream entry at ``version``, as another client could write it."""
+    fields = {**_raw_fields(version, type_name, data, schema), "feed": "0-1"}
+    plain.xadd(store.layout.stream(stream_id), fields, id=f"{version}-0")
+
+
+def _write_raw_feed(
+    plain: redis.Redis,
+    store: RedisEventStore,
+    stream_id: str,
+    version: int,
+    *,
+    type_name: bytes,
+    data: bytes,
+    schema: bytes = b"1",
+) -> None:
+    """A partition feed entry for ``stream_id`` at ``version``, written by hand."""
+    fields: dict[str, Any] = {"stream": stream_id, "version": str(version)}
+    fields.update(_raw_fields(version, type_name, data, schema))
+    plain.xadd(store.layout.feed(store.partition_of(stream_id)), fields)
 
 
 def test_the_store_reports_the_servers_fsync_policy_and_can_require_always(
