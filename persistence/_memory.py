@@ -349,15 +349,16 @@ class _MemoryGroupBackend:
         assert self._group is not None, "ensure_group() first"
         return self._group
 
-    def own_pending(self) -> list[Delivery]:
+    def own_pending(self, counted: bool = True) -> list[Delivery]:
         now = time.monotonic()
         out = []
         with self._store._lock:
             for partition, pending in enumerate(self._g.pending):
                 for entry_id, entry in sorted(pending.items(), key=lambda i: entry_key(i[0])):
                     if entry.consumer == self._consumer:
-                        entry.deliveries += 1
-                        entry.delivered_at = now
+                        if counted:
+                            entry.deliveries += 1
+                            entry.delivered_at = now
                         out.append(Delivery(partition, entry_id, entry.deliveries, entry.record))
         return out
 

@@ -3,7 +3,8 @@
 One thread per subscription reads all partition feeds with one blocking XREADGROUP
 (a short block, so ``stop()`` is prompt; never re-sent after a lost reply, since the
 entries it handed over are pending on the consumer: the loop reads those back with
-``own_pending()`` on the error, in feed order), acknowledges with XACK after the handler
+``own_pending(counted=False)`` on the error, in feed order, through XPENDING and XRANGE,
+which leave the delivery counts alone), acknowledges with XACK after the handler
 returned (one XACK per partition for the events of a read batch), claims entries
 idle on dead consumers with XAUTOCLAIM, and moves entries that keep failing to the
 group's dead-letter stream of their partition, in one script with the
@@ -38,6 +39,9 @@ READ_COUNT = 64
 
 CLAIM_COUNT = 100
 """Entries claimed per partition per XAUTOCLAIM."""
+
+PENDING_PAGE = 1_000
+"""Rows per XPENDING page when a consumer reads back its own pending entries."""
 
 MAX_CLAIM_PAGES = 100
 """XAUTOCLAIM pages followed per claim (the rest waits for the next claim period)."""
@@ -134,7 +138,9 @@ class _RedisGroupBackend:
             for p, reply in zip(partitions, replies, strict=True)
         }
 
-    def own_pending(self) -> list[Delivery]:
+    def own_pending(self, counted: bool = True) -> list[Delivery]:
+        if not counted:
+            return self._pending_again()
         # Reading its own history re-delivers (and counts) what this consumer name
         # had read but not acknowledged before it stopped. Paged: every entry pending
         # on it comes back now, not only the first page (the rest would wait for
@@ -150,6 +156,7 @@ class _RedisGroupBackend:
                     for p in partitions
                 ],
                 doing=self._doing("reading its pending entries"),
+                resend=False,  # a lost reply: the loop reads them back uncounted
             )
             after = {}
             for partition, reply in zip(partitions, replies, strict=True):
@@ -161,6 +168,50 @@ class _RedisGroupBackend:
                         if len(entries) == CLAIM_COUNT:
                             after[partition] = entries[-1][0]
         return self._with_counts(found)
+
+    def _pending_again(self) -> list[Delivery]:
+        """This consumer's pending entries with their counts as they are: XPENDING for
+        the ids and counts, XRANGE for each entry. Read-only, so a lost reply is simply
+        asked again, and an entry that a lost reply kept from the handler is not
+        counted as a failed delivery however often that happens."""
+        doing = self._doing("reading its pending entries")
+        counts: dict[int, dict[bytes, int]] = {}
+        starts = dict.fromkeys(range(len(self._feeds)), b"-")
+        while starts:
+            partitions = list(starts)
+            replies = self._store.pipeline(
+                [
+                    ("XPENDING", self._feeds[p], self._group, starts[p], "+", PENDING_PAGE,
+                     self._consumer)
+                    for p in partitions
+                ],
+                doing=doing,
+            )
+            starts = {}
+            for partition, reply in zip(partitions, replies, strict=True):
+                rows = self._check(reply, "reading its pending entries")
+                counts.setdefault(partition, {}).update((row[0], int(row[3])) for row in rows)
+                if len(rows) == PENDING_PAGE:
+                    starts[partition] = b"(" + rows[-1][0]
+        wanted = [(p, entry_id) for p, ids in counts.items() for entry_id in ids]
+        if not wanted:
+            return []
+        replies = self._store.pipeline(
+            [("XRANGE", self._feeds[p], entry_id, entry_id) for p, entry_id in wanted],
+            doing=doing,
+        )
+        found: dict[int, list[Any]] = {}
+        for (partition, entry_id), reply in zip(wanted, replies, strict=True):
+            entries = self._check(reply, "reading its pending entries")
+            # A trimmed entry reads as nothing: delivered as deleted, so acknowledged.
+            found.setdefault(partition, []).append(entries[0] if entries else [entry_id, None])
+        out: list[Delivery] = []
+        for partition, entries in found.items():
+            deliveries, gone = self._deliveries(partition, entries, counts[partition])
+            out += deliveries
+            if gone:
+                self._ack_ids(partition, gone)
+        return out
 
     def _with_counts(self, found: dict[int, list[Any]]) -> list[Delivery]:
         if not found:

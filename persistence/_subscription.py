@@ -63,8 +63,14 @@ class GroupBackend(Protocol):
         """Create the group on every feed if it does not exist."""
         ...
 
-    def own_pending(self) -> list[Delivery]:
-        """Entries pending on this consumer already (a restart), delivered again."""
+    def own_pending(self, counted: bool = True) -> list[Delivery]:
+        """Entries pending on this consumer already, delivered again.
+
+        ``counted``: each counts as a new delivery, as after a restart, where the
+        handler may have died on them. After a connection error within the loop the
+        handler died on nothing, so the counts are left as they are: otherwise lost
+        replies alone would push entries never handled past ``max_deliveries``.
+        """
         ...
 
     def read_new(self, block: float) -> list[Delivery]:
@@ -167,12 +173,15 @@ class RunningSubscription:
         backoff = 0.05
         try:
             first = True
+            reconnecting = False
             next_claim = 0.0
             while not self._stopping.is_set():
                 try:
-                    if first:
-                        self._process(self._backend.own_pending())
-                        first = False
+                    if first or reconnecting:
+                        # Counted once: a retry after a lost reply is no new delivery.
+                        counted, first, reconnecting = first, False, True
+                        self._process(self._backend.own_pending(counted=counted))
+                        reconnecting = False
                     now = time.monotonic()
                     if now >= next_claim:
                         self._process(self._backend.claim(self._claim_idle))
@@ -186,7 +195,7 @@ class RunningSubscription:
                     log.warning("subscription %s/%s: %s; retrying in %.2fs",
                                 self._group, self._consumer, error, backoff)
                     self._unacked.clear()
-                    first = True
+                    reconnecting = True
                     if self._stopping.wait(backoff):
                         break
                     backoff = min(backoff * 2, 2.0)
