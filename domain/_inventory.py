@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, NamedTuple
 
+import msgpack
+
 from actors import Clock, Effect
 from domain._events import (
     DomainEvent,
@@ -72,6 +74,7 @@ __all__ = [
     "encode_section",
     "evolve_section",
     "reduce_inventory",
+    "snapshot_due",
 ]
 
 log = logging.getLogger("domain.inventory")
@@ -192,39 +195,95 @@ def _take(free: list[int], seat: int) -> None:
         del free[index]
 
 
+SNAPSHOT_FORMAT = 1
+"""The first item of a msgpack snapshot; a JSON one (written before it) starts with ``{``."""
+
+
 def encode_section(state: SectionState) -> bytes:
-    """A snapshot of ``state`` (compact JSON; ``free`` is derived, so not stored)."""
-    return json.dumps(
-        {
-            "i": state.initialized,
-            "c": state.capacity,
-            "p": state.price_cents,
-            "h": state.held,
-            "s": state.sold,
-            "r": {rid: [r.status, r.seats, r.reason] for rid, r in state.reservations.items()},
-        },
-        separators=(",", ":"),
-    ).encode()
+    """A snapshot of ``state`` (msgpack; ``free`` is derived, so not stored).
+
+    msgpack rather than JSON: three times faster to encode a large section (0.56 vs
+    1.77 ms with 1,000 reservations), and seat numbers stay integer keys.
+    """
+    data: bytes = msgpack.packb(
+        [
+            SNAPSHOT_FORMAT,
+            state.initialized,
+            state.capacity,
+            state.price_cents,
+            state.held,
+            state.sold,
+            [(rid, r.status, r.seats, r.reason) for rid, r in state.reservations.items()],
+        ]
+    )
+    return data
 
 
 def decode_section(data: bytes) -> SectionState:
-    """The state ``encode_section`` saved."""
+    """The state ``encode_section`` saved (or the JSON of earlier versions)."""
+    if data[:1] == b"{":
+        return _decode_json_section(data)
+    _format, initialized, capacity, price_cents, held, sold, records = msgpack.unpackb(
+        data, strict_map_key=False
+    )
+    return _section(
+        bool(initialized),
+        int(capacity),
+        int(price_cents),
+        held,
+        sold,
+        {rid: ReservationRecord(status, tuple(seats), reason)
+         for rid, status, seats, reason in records},
+    )
+
+
+def _decode_json_section(data: bytes) -> SectionState:
     raw = json.loads(data)
-    held = {int(seat): rid for seat, rid in raw["h"].items()}
-    sold = {int(seat): rid for seat, rid in raw["s"].items()}
-    capacity = int(raw["c"])
+    return _section(
+        bool(raw["i"]),
+        int(raw["c"]),
+        int(raw["p"]),
+        {int(seat): rid for seat, rid in raw["h"].items()},
+        {int(seat): rid for seat, rid in raw["s"].items()},
+        {rid: ReservationRecord(status, tuple(seats), reason)
+         for rid, (status, seats, reason) in raw["r"].items()},
+    )
+
+
+def _section(
+    initialized: bool,
+    capacity: int,
+    price_cents: int,
+    held: dict[int, str],
+    sold: dict[int, str],
+    reservations: dict[str, ReservationRecord],
+) -> SectionState:
     return SectionState(
-        initialized=bool(raw["i"]),
+        initialized=initialized,
         capacity=capacity,
-        price_cents=int(raw["p"]),
+        price_cents=price_cents,
         free=[s for s in range(1, capacity + 1) if s not in held and s not in sold],
         held=held,
         sold=sold,
-        reservations={
-            rid: ReservationRecord(status, tuple(seats), reason)
-            for rid, (status, seats, reason) in raw["r"].items()
-        },
+        reservations=reservations,
     )
+
+
+def snapshot_due(every: int, reservations: int, before: int, after: int) -> bool:
+    """Whether an append that took a section from version ``before`` to ``after`` is
+    followed by a snapshot.
+
+    Each time the version passes a multiple of ``every``; in a section holding many
+    reservations, of a larger multiple of it: at least a quarter as many events as
+    reservations pass between two snapshots. A snapshot's cost grows with the section
+    (3 ms for 5,000 reservations), so a fixed cadence would make the store's cost per
+    reservation grow with the section; this one keeps it bounded, and a load replays a
+    tail at most a quarter the size of the snapshot it starts from.
+    """
+    if every <= 0:
+        return False
+    gap = every * max(1, reservations // (4 * every))
+    return after // gap > before // gap
 
 
 # -- actions --------------------------------------------------------------------------
@@ -371,7 +430,8 @@ class InventorySettings:
         20: with 5, four processes appending to one section lost 5 races in a row
         often enough to turn away 3-14% of the reservations with seats still free.
     max_batch: commands decided together and written in one append.
-    snapshot_every: save a snapshot each time the version passes a multiple of this.
+    snapshot_every: save a snapshot each time the version passes a multiple of this
+        (of a larger multiple in a section of many reservations: ``snapshot_due``).
     """
 
     max_scopes: int = 1024
@@ -671,7 +731,7 @@ def _appended(state: InventoryState, action: EventsAppended, env: InventoryEnvir
     assert slot.state is not None
     effects: Effects = [Effect.send(reply) for reply in slot.replies]
     every = env.settings.snapshot_every
-    if every > 0 and action.version // every > slot.version // every:
+    if snapshot_due(every, len(slot.state.reservations), slot.version, action.version):
         effects.append(_save_snapshot(env, action.key, action.version, encode_section(slot.state)))
     slot.version = action.version
     slot.writing = ()

@@ -42,6 +42,7 @@ from domain._inventory import (
     encode_section,
     evolve_section,
     reduce_inventory,
+    snapshot_due,
 )
 from domain._repository import Loaded
 from domain._slots import Slot
@@ -513,3 +514,37 @@ def test_a_snapshot_is_saved_when_the_version_passes_a_multiple_and_decodes_to_t
     everything = repo.load(A).state
     assert decode_section(data) == everything
     assert decode_section(encode_section(everything)) == everything
+
+
+def test_snapshots_of_a_section_of_many_reservations_come_at_most_every_quarter_of_their_number(
+) -> None:
+    # Every 100 events while the section is small; then the gap grows with the
+    # section, so that encoding snapshots costs a bounded amount per event.
+    assert [v for v in range(1, 1_001) if snapshot_due(100, 50, v - 1, v)] == list(
+        range(100, 1_001, 100)
+    )
+    assert [v for v in range(1, 20_001) if snapshot_due(100, 4_000, v - 1, v)] == list(
+        range(1_000, 20_001, 1_000)
+    )
+    assert snapshot_due(100, 4_000, 990, 1_010)  # one append passing several versions
+    assert not snapshot_due(0, 10, 0, 1_000)  # snapshot_every=0: never
+
+
+def test_a_snapshot_written_as_json_by_an_earlier_version_still_decodes() -> None:
+    held = ReservationRecord("held", (1, 2))
+    state = SectionState(
+        initialized=True,
+        capacity=4,
+        price_cents=500,
+        free=[3],
+        held={1: "r1", 2: "r1"},
+        sold={4: "r2"},
+        reservations={"r1": held, "r2": ReservationRecord("confirmed", (4,)),
+                      "r3": ReservationRecord("rejected", (), "sold_out")},
+    )
+    earlier = (
+        b'{"i":true,"c":4,"p":500,"h":{"1":"r1","2":"r1"},"s":{"4":"r2"},'
+        b'"r":{"r1":["held",[1,2],""],"r2":["confirmed",[4],""],"r3":["rejected",[],"sold_out"]}}'
+    )
+    assert decode_section(earlier) == state
+    assert decode_section(encode_section(state)) == state
