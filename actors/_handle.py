@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from actors._errors import Timeout
+from actors._errors import ActorsError, Timeout
 
 __all__ = ["EffectHandle"]
 
@@ -23,10 +23,12 @@ _LOCK = threading.Lock()
 class EffectHandle:
     """The cascade of one sent action: wait on it, or ignore it (the common case)."""
 
-    __slots__ = ("_action", "_done", "_error", "_event", "_on_done", "_pending")
+    __slots__ = ("_action", "_done", "_error", "_event", "_on_done", "_owner", "_pending")
 
-    def __init__(self, action: Any = None) -> None:
+    def __init__(self, action: Any = None, owner: Any = None) -> None:
         self._action = action  # the action to reduce, until the store has reduced it
+        # The store's shared status (its ``thread``): waiting there would deadlock.
+        self._owner = owner
         self._pending = 1  # the reduction itself
         self._error: BaseException | None = None
         self._done = False
@@ -53,8 +55,17 @@ class EffectHandle:
             ReducerFailed: the reducer raised on the action or on a fed-back action.
             EffectFailed: one of the effects raised.
             StoreStopped: the store stopped before the cascade finished.
+            ActorsError: called on the store's own thread, where the cascade could
+                never run while it waits (a deadlock, refused at once instead).
         """
         if not self._done:
+            owner = self._owner
+            if owner is not None and threading.current_thread() is owner.thread:
+                raise ActorsError(
+                    f"store {owner.name!r}: EffectHandle.wait() called on the store's own"
+                    " thread would wait for itself forever; reducers return effects"
+                    " instead of waiting"
+                )
             with _LOCK:
                 event = self._event
                 if event is None and not self._done:

@@ -607,7 +607,7 @@ class StoreRef(Generic[S, A]):
         """
         if not self._status.accepting:
             raise StoreStopped(self.name)
-        handle = EffectHandle(action)
+        handle = EffectHandle(action, self._status)
         self._put(handle, handle)
         return handle
 
@@ -628,7 +628,7 @@ class StoreRef(Generic[S, A]):
         if not self._status.accepting:
             raise StoreStopped(self.name)
         self._refuse_own_thread("send_and_wait_for()")
-        handle = EffectHandle(action)
+        handle = EffectHandle(action, self._status)
         waiter = _Waiter(predicate)
 
         def cascade_done(done: EffectHandle) -> None:

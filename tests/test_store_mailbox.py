@@ -337,7 +337,7 @@ def test_send_and_wait_for_raises_the_effect_failure_of_its_cascade_at_once(
     assert time.monotonic() - started < WAIT / 2
 
 
-def test_state_and_send_and_wait_for_refuse_to_deadlock_on_the_stores_own_thread(
+def test_state_send_and_wait_for_and_a_handles_wait_refuse_to_deadlock_on_the_stores_own_thread(
     stores: Stores,
 ) -> None:
     refs: list[Any] = []
@@ -348,6 +348,7 @@ def test_state_and_send_and_wait_for_refuse_to_deadlock_on_the_stores_own_thread
             for call in (
                 lambda: refs[0].state(1.0),
                 lambda: refs[0].send_and_wait_for("x", lambda a: True, 1.0),
+                lambda: refs[0].send("x").wait(1.0),
             ):
                 try:
                     call()
@@ -357,5 +358,5 @@ def test_state_and_send_and_wait_for_refuse_to_deadlock_on_the_stores_own_thread
 
     refs.append(stores.start(reducer, []))
     refs[0].send("ask myself").wait(WAIT)
-    assert len(errors) == 2
+    assert len(errors) == 3
     assert all("own thread" in str(error) for error in errors)
