@@ -11,7 +11,14 @@ XRANGE bounds, which the adapter needs).
 
 from __future__ import annotations
 
-__all__ = ["APPEND", "DEAD_LETTER", "PROJECTION_APPLY", "SNAPSHOT_SAVE", "TRIM_FEED"]
+__all__ = [
+    "APPEND",
+    "DEAD_LETTER",
+    "FORGET_CONSUMER",
+    "PROJECTION_APPLY",
+    "SNAPSHOT_SAVE",
+    "TRIM_FEED",
+]
 
 EVENT_ARGS = 8
 """Values per event in APPEND's ARGV: type, schema, data, event_id, correlation_id,
@@ -142,6 +149,18 @@ local args = {}
 for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
 redis.call('XADD', KEYS[2], '*', unpack(args))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+FORGET_CONSUMER = """
+-- Delete a consumer from a feed's group unless entries are pending on it (deleting
+-- it then would leave them pending on nobody, never to be claimed by name).
+-- KEYS[1] partition feed. ARGV[1] group, ARGV[2] consumer.
+-- Returns 1 deleted (or never there), 0 kept: entries are pending on it.
+local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if type(pending) ~= 'table' then return 1 end  -- no feed or no group: nothing to forget
+if #pending > 0 then return 0 end
+redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 

@@ -14,11 +14,12 @@ survive consumer restarts. The loop itself is ``persistence._subscription``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from persistence._errors import BackendError, CodecError
+from persistence._errors import BackendError, CodecError, PersistenceError
 from persistence._ports import (
     DeadLetter,
     FeedPosition,
@@ -29,10 +30,12 @@ from persistence._ports import (
 from persistence._redis import RedisEventStore
 from persistence._redis_errors import map_redis_error, map_redis_errors
 from persistence._redis_layout import FEED_FIELDS, check_name
-from persistence._redis_scripts import DEAD_LETTER
+from persistence._redis_scripts import DEAD_LETTER, FORGET_CONSUMER
 from persistence._subscription import Delivery, RunningSubscription, default_consumer_name
 
 __all__ = ["RedisSubscriptions"]
+
+log = logging.getLogger("persistence.subscriptions")
 
 READ_COUNT = 64
 """Entries read per partition per XREADGROUP."""
@@ -70,6 +73,7 @@ class _RedisGroupBackend:
         self._partition_of_feed = {key.encode(): p for p, key in enumerate(self._feeds)}
         self._dead_keys = [layout.dead(p, group) for p in range(store.partitions)]
         self._dead_letter_script = store.client.register_script(DEAD_LETTER)
+        self._forget_script = store.client.register_script(FORGET_CONSUMER)
 
     def _doing(self, what: str) -> str:
         return f"subscription {self._group}/{self._consumer}: {what}"
@@ -319,7 +323,16 @@ class _RedisGroupBackend:
             )
 
     def close(self) -> None:
-        pass
+        # A stopped consumer with nothing pending is deleted from the group, so that
+        # consumer names (one per subscription and process) do not pile up in XINFO
+        # CONSUMERS over restarts; one with entries pending stays, for them to be
+        # resumed under its name or claimed. Best effort: the loop has ended anyway.
+        try:
+            with map_redis_errors(self._doing("leaving the group")):
+                for feed in self._feeds:
+                    self._forget_script(keys=[feed], args=[self._group, self._consumer])
+        except PersistenceError as error:
+            log.warning("%s", error)
 
 
 def _per_stream(reply: Any) -> Any:

@@ -29,6 +29,7 @@ from persistence import (
     RecordedEvent,
     RedisEventStore,
     RedisProjectionStore,
+    RedisSubscriptions,
     StorageFull,
     UnknownEventType,
     UnsafeRedisConfiguration,
@@ -517,3 +518,44 @@ def test_the_store_reports_the_servers_fsync_policy_and_can_require_always(
     strict.close()
     with pytest.raises(ConfigurationError, match="'off'"):
         Persistence.on_redis(no_aof.url, codec, prefix="t", require_fsync_always=True)
+
+
+def test_a_stopped_consumer_leaves_the_group_unless_entries_are_pending_on_it(
+    store: RedisEventStore, plain: redis.Redis
+) -> None:
+    subscriptions = RedisSubscriptions(store)
+    feeds = [store.layout.feed(p) for p in range(store.partitions)]
+
+    def consumers(group: str) -> set[bytes]:
+        return {
+            consumer["name"]
+            for feed in feeds
+            if plain.exists(feed)
+            for consumer in plain.xinfo_consumers(feed, group)
+        }
+
+    for n in range(20):
+        store.append(f"s-{n}", [Deposited(account="a", amount=n)], NO_STREAM)
+    handled: list[RecordedEvent] = []
+    done = subscriptions.subscribe("tidy", handled.append, consumer="done-1")
+    assert wait_for(lambda: len(handled) == 20)
+    assert consumers("tidy") == {b"done-1"}
+    assert done.stop(5)
+    assert consumers("tidy") == set()  # nothing pending: no trace left
+
+    def fail_and_stop(event: RecordedEvent) -> None:
+        halted.stop()  # ends the loop once this returns: the entry stays pending
+        raise RuntimeError("stopped while handling")
+
+    store.append("late", [Deposited(account="a", amount=1)], NO_STREAM)
+    halted = subscriptions.subscribe("tidy", fail_and_stop, consumer="halted-1")
+    assert wait_for(lambda: not halted.running)
+    assert halted.stop(5)  # the loop has ended
+    assert consumers("tidy") == {b"halted-1"}  # kept: its entry can be resumed or claimed
+    resumed: list[RecordedEvent] = []
+    again = subscriptions.subscribe("tidy", resumed.append, consumer="halted-1")
+    try:
+        assert wait_for(lambda: [e.stream_id for e in resumed] == ["late"])
+    finally:
+        assert again.stop(5)
+    assert consumers("tidy") == set()
