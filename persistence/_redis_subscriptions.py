@@ -43,8 +43,9 @@ READ_COUNT = 64
 CLAIM_COUNT = 100
 """Entries claimed per partition per XAUTOCLAIM."""
 
-PENDING_PAGE = 1_000
-"""Rows per XPENDING page when a consumer reads back its own pending entries."""
+PENDING_PAGE = 32
+"""Entries per partition a consumer reads back at a time after a lost reply: a small
+reply, so that a connection that keeps losing replies still gets pages through."""
 
 MAX_CLAIM_PAGES = 100
 """XAUTOCLAIM pages followed per claim (the rest waits for the next claim period)."""
@@ -174,29 +175,26 @@ class _RedisGroupBackend:
         return self._with_counts(found)
 
     def _pending_again(self) -> list[Delivery]:
-        """This consumer's pending entries with their counts as they are: XPENDING for
-        the ids and counts, XRANGE for each entry. Read-only, so a lost reply is simply
-        asked again, and an entry that a lost reply kept from the handler is not
-        counted as a failed delivery however often that happens."""
+        """The first entries pending on this consumer (up to ``PENDING_PAGE`` per
+        partition), their counts as they are: XPENDING for the ids and counts, XRANGE
+        for each entry. Read-only, so a lost reply is simply asked again, and an entry
+        that lost replies kept from the handler is not counted as a failed delivery
+        however often that happens. A page at a time, so that a connection losing
+        replies still makes progress; the loop asks again until nothing is pending."""
         doing = self._doing("reading its pending entries")
-        counts: dict[int, dict[bytes, int]] = {}
-        starts = dict.fromkeys(range(len(self._feeds)), b"-")
-        while starts:
-            partitions = list(starts)
-            replies = self._store.pipeline(
-                [
-                    ("XPENDING", self._feeds[p], self._group, starts[p], "+", PENDING_PAGE,
-                     self._consumer)
-                    for p in partitions
-                ],
-                doing=doing,
-            )
-            starts = {}
-            for partition, reply in zip(partitions, replies, strict=True):
-                rows = self._check(reply, "reading its pending entries")
-                counts.setdefault(partition, {}).update((row[0], int(row[3])) for row in rows)
-                if len(rows) == PENDING_PAGE:
-                    starts[partition] = b"(" + rows[-1][0]
+        partitions = range(len(self._feeds))
+        replies = self._store.pipeline(
+            [
+                ("XPENDING", self._feeds[p], self._group, "-", "+", PENDING_PAGE,
+                 self._consumer)
+                for p in partitions
+            ],
+            doing=doing,
+        )
+        counts = {
+            p: {row[0]: int(row[3]) for row in self._check(reply, "reading its pending entries")}
+            for p, reply in zip(partitions, replies, strict=True)
+        }
         wanted = [(p, entry_id) for p, ids in counts.items() for entry_id in ids]
         if not wanted:
             return []

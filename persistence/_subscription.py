@@ -67,9 +67,11 @@ class GroupBackend(Protocol):
         """Entries pending on this consumer already, delivered again.
 
         ``counted``: each counts as a new delivery, as after a restart, where the
-        handler may have died on them. After a connection error within the loop the
-        handler died on nothing, so the counts are left as they are: otherwise lost
-        replies alone would push entries never handled past ``max_deliveries``.
+        handler may have died on them; all of them are returned. After a connection
+        error within the loop the handler died on nothing, so the counts are left as
+        they are (otherwise lost replies alone would push entries never handled past
+        ``max_deliveries``), and a backend may return the first page only: the loop
+        asks again, once that page is handled, until nothing comes back.
         """
         ...
 
@@ -180,7 +182,14 @@ class RunningSubscription:
                     if first or reconnecting:
                         # Counted once: a retry after a lost reply is no new delivery.
                         counted, first, reconnecting = first, False, True
-                        self._process(self._backend.own_pending(counted=counted))
+                        deliveries = self._backend.own_pending(counted=counted)
+                        self._process(deliveries)
+                        if deliveries:
+                            # Progress: a connection that loses replies now and then
+                            # is no server that is down, so no waiting 2 s per error.
+                            backoff = 0.05
+                            if not counted:
+                                continue  # maybe a page of more: all of them before new ones
                         reconnecting = False
                     now = time.monotonic()
                     if now >= next_claim:
