@@ -559,3 +559,27 @@ def test_a_stopped_consumer_leaves_the_group_unless_entries_are_pending_on_it(
     finally:
         assert again.stop(5)
     assert consumers("tidy") == set()
+
+
+def test_the_backlog_counts_entries_itself_where_redis_cannot_tell_the_lag(
+    redis_url: str, key_prefix: str, codec: Codec, plain: redis.Redis
+) -> None:
+    # Redis reports no lag for a group when an entry after its last delivered one was
+    # deleted (XDEL); Redis < 7 reports none at all: the entries are counted instead.
+    store = RedisEventStore.from_url(redis_url, codec, prefix=key_prefix, partitions=1)
+    try:
+        feed = store.layout.feed(0)
+        for n in range(5):
+            store.append(f"s-{n}", [Deposited(account="a", amount=n)], NO_STREAM)
+        subscriptions = RedisSubscriptions(store)
+        assert subscriptions.backlog("never-subscribed") == 5  # no group: everything
+        plain.xgroup_create(feed, "g", id="0")
+        plain.xreadgroup("g", "c", {feed: ">"}, count=1)
+        assert plain.xinfo_groups(feed)[0]["lag"] == 4
+        assert subscriptions.backlog("g") == 5  # 1 pending + lag 4
+        third = plain.xrange(feed)[2][0]
+        plain.xdel(feed, third)
+        assert plain.xinfo_groups(feed)[0]["lag"] is None
+        assert subscriptions.backlog("g") == 4  # 1 pending + the 3 entries left after it
+    finally:
+        store.close()
