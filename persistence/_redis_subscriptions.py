@@ -176,11 +176,12 @@ class _RedisGroupBackend:
 
     def _pending_again(self) -> list[Delivery]:
         """The first entries pending on this consumer (up to ``PENDING_PAGE`` per
-        partition), their counts as they are: XPENDING for the ids and counts, XRANGE
-        for each entry. Read-only, so a lost reply is simply asked again, and an entry
-        that lost replies kept from the handler is not counted as a failed delivery
-        however often that happens. A page at a time, so that a connection losing
-        replies still makes progress; the loop asks again until nothing is pending."""
+        partition), their counts as they are: XPENDING for the ids and counts, then
+        one XRANGE per partition from the first of them. Read-only, so a lost reply
+        is simply asked again, and an entry that lost replies kept from the handler is
+        not counted as a failed delivery however often that happens. A page at a time
+        in a few commands, so that a connection losing replies still gets pages
+        through; the loop asks again until nothing is pending."""
         doing = self._doing("reading its pending entries")
         partitions = range(len(self._feeds))
         replies = self._store.pipeline(
@@ -191,28 +192,46 @@ class _RedisGroupBackend:
             ],
             doing=doing,
         )
-        counts = {
-            p: {row[0]: int(row[3]) for row in self._check(reply, "reading its pending entries")}
-            for p, reply in zip(partitions, replies, strict=True)
-        }
-        wanted = [(p, entry_id) for p, ids in counts.items() for entry_id in ids]
-        if not wanted:
+        counts: dict[int, dict[bytes, int]] = {}
+        for p, reply in zip(partitions, replies, strict=True):
+            rows = self._check(reply, "reading its pending entries")
+            if rows:
+                counts[p] = {row[0]: int(row[3]) for row in rows}
+        if not counts:
             return []
+        window = PENDING_PAGE * 4  # entries of other consumers may lie in between
+        ranges = {p: (next(iter(ids)), next(reversed(ids))) for p, ids in counts.items()}
         replies = self._store.pipeline(
-            [("XRANGE", self._feeds[p], entry_id, entry_id) for p, entry_id in wanted],
+            [("XRANGE", self._feeds[p], first, last, "COUNT", window)
+             for p, (first, last) in ranges.items()],
             doing=doing,
         )
         found: dict[int, list[Any]] = {}
-        for (partition, entry_id), reply in zip(wanted, replies, strict=True):
+        for partition, reply in zip(ranges, replies, strict=True):
             entries = self._check(reply, "reading its pending entries")
-            # A trimmed entry reads as nothing: delivered as deleted, so acknowledged.
-            found.setdefault(partition, []).append(entries[0] if entries else [entry_id, None])
+            by_id = {entry[0]: entry for entry in entries}
+            complete = len(entries) < window
+            reached = _entry_key(entries[-1][0]) if entries else (0, 0)
+            page: list[Any] = []
+            for entry_id in counts[partition]:
+                entry = by_id.get(entry_id)
+                if entry is not None:
+                    page.append(entry)
+                elif complete or _entry_key(entry_id) <= reached:
+                    # Deleted (trimmed): delivered as deleted, so acknowledged.
+                    page.append([entry_id, None])
+                # else: beyond this window, on a later page
+            found[partition] = page
         out: list[Delivery] = []
+        acknowledged = False
         for partition, entries in found.items():
             deliveries, gone = self._deliveries(partition, entries, counts[partition])
             out += deliveries
             if gone:
                 self._ack_ids(partition, gone)
+                acknowledged = True
+        if not out and acknowledged:  # a page of deleted entries only: the next one
+            return self._pending_again()
         return out
 
     def _with_counts(self, found: dict[int, list[Any]]) -> list[Delivery]:
@@ -331,6 +350,12 @@ class _RedisGroupBackend:
                     self._forget_script(keys=[feed], args=[self._group, self._consumer])
         except PersistenceError as error:
             log.warning("%s", error)
+
+
+def _entry_key(entry_id: bytes) -> tuple[int, int]:
+    """A stream entry id as comparable numbers (b"12-3" -> (12, 3))."""
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
 
 
 def _per_stream(reply: Any) -> Any:

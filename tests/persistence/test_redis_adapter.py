@@ -35,6 +35,7 @@ from persistence import (
     UnsafeRedisConfiguration,
     redis_client,
 )
+from persistence._redis_subscriptions import _RedisGroupBackend
 from tests.persistence.conftest import wait_for
 from tests.persistence.events import Deposited, Renamed
 from tests.redis_server import RedisServer
@@ -581,5 +582,41 @@ def test_the_backlog_counts_entries_itself_where_redis_cannot_tell_the_lag(
         plain.xdel(feed, third)
         assert plain.xinfo_groups(feed)[0]["lag"] is None
         assert subscriptions.backlog("g") == 4  # 1 pending + the 3 entries left after it
+    finally:
+        store.close()
+
+
+def test_pending_entries_read_back_after_a_lost_reply_come_a_page_at_a_time_uncounted(
+    redis_url: str, key_prefix: str, codec: Codec, plain: redis.Redis
+) -> None:
+    # The read-back after a lost reply (own_pending(counted=False)): pages in feed
+    # order, delivery counts left alone, entries of other consumers in between skipped,
+    # a deleted entry acknowledged as gone.
+    store = RedisEventStore.from_url(redis_url, codec, prefix=key_prefix, partitions=1)
+    try:
+        feed = store.layout.feed(0)
+        for n in range(300):
+            store.append(f"s-{n}", [Deposited(account="a", amount=n)], NO_STREAM)
+        backend = _RedisGroupBackend(store, "g", "mine", "beginning")
+        backend.ensure_group()
+        plain.xreadgroup("g", "mine", {feed: ">"}, count=2)  # entries 1, 2
+        plain.xreadgroup("g", "other", {feed: ">"}, count=200)  # 3 .. 202
+        plain.xreadgroup("g", "mine", {feed: ">"}, count=1)  # 203
+        ids = [entry_id for entry_id, _ in plain.xrange(feed)]
+        plain.xdel(feed, ids[1])  # entry 2, pending on "mine", deleted
+        first = backend.own_pending(counted=False)
+        # Entry 203 lies beyond the page's window (the other consumer's 200 between).
+        assert [(d.entry_id, d.deliveries) for d in first] == [(ids[0].decode(), 1)]
+        assert first[0].event is not None
+        assert first[0].event.stream_id == "s-0"
+        again = backend.own_pending(counted=False)
+        assert [(d.entry_id, d.deliveries) for d in again] == [(ids[0].decode(), 1)]  # uncounted
+        backend.ack(first)
+        second = backend.own_pending(counted=False)
+        assert [(d.entry_id, d.deliveries) for d in second] == [(ids[202].decode(), 1)]
+        backend.ack(second)
+        assert backend.own_pending(counted=False) == []
+        mine = plain.xpending_range(feed, "g", min="-", max="+", count=10, consumername="mine")
+        assert mine == []  # the deleted one was acknowledged as gone
     finally:
         store.close()
