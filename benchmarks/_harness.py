@@ -6,7 +6,8 @@ import gc
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -173,6 +174,28 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+@contextmanager
+def collector_pauses() -> Iterator[list[float]]:
+    """The cyclic collector's pauses (seconds each) while the block runs.
+
+    A collection holds the GIL from start to end, so each pause stops every thread:
+    what a latency percentile shows of the collector."""
+    pauses: list[float] = []
+    began = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - began[0])
+
+    gc.callbacks.append(callback)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(callback)
 
 
 def delete_prefix(url: str, prefix: str) -> None:

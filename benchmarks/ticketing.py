@@ -6,7 +6,9 @@ seats each with a card that succeeds, on sections large enough never to sell out
 every reservation goes through the whole saga (seats held, payment, confirmation,
 projections). Reservations/s counts the time until the last one completed *and* the
 projections caught up (``catch-up``: how long that took after the last answer);
-latencies are the callers' own.
+latencies are the callers' own. ``longest gc pause``: the cyclic collector's longest
+stop of every thread meanwhile (its count and total in the JSON), which is what a
+p99 often shows.
 
     python bin/bench ticketing [--redis URL] [--reservations N] [--quick]
     python -m benchmarks.ticketing [--redis URL] [--reservations N]
@@ -17,12 +19,13 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import statistics
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchmarks._harness import delete_prefix
+from benchmarks._harness import collector_pauses, delete_prefix
 from domain import TicketingSystem
 
 CONCURRENCY = (1, 8, 64)
@@ -48,16 +51,17 @@ def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str,
             reserve(job)
         latencies.clear()
         gc.collect()  # the garbage of the figure before this one is not this one's cost
-        began = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            completed = sum(pool.map(reserve, jobs[20:]))
-        answered = time.perf_counter()
-        # Until the read side has caught up too: projections that fall behind under
-        # load would otherwise lend the sagas their share of the CPU, a rate no
-        # system could keep up for long.
-        if not system.settle(timeout=120):
-            raise RuntimeError("the projections did not catch up within 120 s")
-        caught_up = time.perf_counter()
+        with collector_pauses() as pauses:
+            began = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                completed = sum(pool.map(reserve, jobs[20:]))
+            answered = time.perf_counter()
+            # Until the read side has caught up too: projections that fall behind under
+            # load would otherwise lend the sagas their share of the CPU, a rate no
+            # system could keep up for long.
+            if not system.settle(timeout=120):
+                raise RuntimeError("the projections did not catch up within 120 s")
+            caught_up = time.perf_counter()
     latencies.sort()
 
     def at(share: float) -> float:
@@ -74,6 +78,11 @@ def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str,
         "p95_ms": round(at(0.95), 2),
         "p99_ms": round(at(0.99), 2),
         "completed": completed,
+        # Every thread stands still during a collection: the longest pause is added
+        # to the latency of every reservation in flight then.
+        "gc_pauses": len(pauses),
+        "gc_total_ms": round(sum(pauses) * 1000, 1),
+        "gc_longest_ms": round(max(pauses, default=0.0) * 1000, 1),
     }
 
 
@@ -115,6 +124,20 @@ def run_bench(args: argparse.Namespace, report: Any, console: Any) -> None:
                     "ms",
                     [s["catch_up_ms"] for s in samples[backend]],
                     higher_is_better=False,
+                )
+            )
+            runs = samples[backend]
+            report.add(
+                Figure(
+                    "ticketing",
+                    f"{label} longest gc pause",
+                    "ms",
+                    [s["gc_longest_ms"] for s in runs],
+                    higher_is_better=False,
+                    extra={
+                        "collections (median)": statistics.median(s["gc_pauses"] for s in runs),
+                        "gc total ms (median)": statistics.median(s["gc_total_ms"] for s in runs),
+                    },
                 )
             )
             for share in ("p50", "p95", "p99"):
