@@ -562,61 +562,64 @@ def test_a_stopped_consumer_leaves_the_group_unless_entries_are_pending_on_it(
     assert consumers("tidy") == set()
 
 
+@pytest.fixture
+def one_feed(redis_url: str, key_prefix: str, codec: Codec) -> Iterator[RedisEventStore]:
+    """A store with a single partition: every event in one feed, in append order."""
+    store = RedisEventStore.from_url(redis_url, codec, prefix=key_prefix, partitions=1)
+    yield store
+    store.close()
+
+
+def _deposits(store: RedisEventStore, count: int) -> bytes:
+    """``count`` one-event streams appended; the key of the feed they went to."""
+    for n in range(count):
+        store.append(f"s-{n}", [Deposited(account="a", amount=n)], NO_STREAM)
+    return store.layout.feed(0).encode()
+
+
 def test_the_backlog_counts_entries_itself_where_redis_cannot_tell_the_lag(
-    redis_url: str, key_prefix: str, codec: Codec, plain: redis.Redis
+    one_feed: RedisEventStore, plain: redis.Redis
 ) -> None:
     # Redis reports no lag for a group when an entry after its last delivered one was
     # deleted (XDEL); Redis < 7 reports none at all: the entries are counted instead.
-    store = RedisEventStore.from_url(redis_url, codec, prefix=key_prefix, partitions=1)
-    try:
-        feed = store.layout.feed(0)
-        for n in range(5):
-            store.append(f"s-{n}", [Deposited(account="a", amount=n)], NO_STREAM)
-        subscriptions = RedisSubscriptions(store)
-        assert subscriptions.backlog("never-subscribed") == 5  # no group: everything
-        plain.xgroup_create(feed, "g", id="0")
-        plain.xreadgroup("g", "c", {feed: ">"}, count=1)
-        assert plain.xinfo_groups(feed)[0]["lag"] == 4
-        assert subscriptions.backlog("g") == 5  # 1 pending + lag 4
-        third = plain.xrange(feed)[2][0]
-        plain.xdel(feed, third)
-        assert plain.xinfo_groups(feed)[0]["lag"] is None
-        assert subscriptions.backlog("g") == 4  # 1 pending + the 3 entries left after it
-    finally:
-        store.close()
+    feed = _deposits(one_feed, 5)
+    subscriptions = RedisSubscriptions(one_feed)
+    assert subscriptions.backlog("never-subscribed") == 5  # no group: everything
+    plain.xgroup_create(feed, "g", id="0")
+    plain.xreadgroup("g", "c", {feed: ">"}, count=1)
+    assert plain.xinfo_groups(feed)[0]["lag"] == 4
+    assert subscriptions.backlog("g") == 5  # 1 pending + lag 4
+    third = plain.xrange(feed)[2][0]
+    plain.xdel(feed, third)
+    assert plain.xinfo_groups(feed)[0]["lag"] is None
+    assert subscriptions.backlog("g") == 4  # 1 pending + the 3 entries left after it
 
 
 def test_pending_entries_read_back_after_a_lost_reply_come_a_page_at_a_time_uncounted(
-    redis_url: str, key_prefix: str, codec: Codec, plain: redis.Redis
+    one_feed: RedisEventStore, plain: redis.Redis
 ) -> None:
     # The read-back after a lost reply (own_pending(counted=False)): pages in feed
     # order, delivery counts left alone, entries of other consumers in between skipped,
     # a deleted entry acknowledged as gone.
-    store = RedisEventStore.from_url(redis_url, codec, prefix=key_prefix, partitions=1)
-    try:
-        feed = store.layout.feed(0)
-        for n in range(300):
-            store.append(f"s-{n}", [Deposited(account="a", amount=n)], NO_STREAM)
-        backend = _RedisGroupBackend(store, "g", "mine", "beginning")
-        backend.ensure_group()
-        plain.xreadgroup("g", "mine", {feed: ">"}, count=2)  # entries 1, 2
-        plain.xreadgroup("g", "other", {feed: ">"}, count=200)  # 3 .. 202
-        plain.xreadgroup("g", "mine", {feed: ">"}, count=1)  # 203
-        ids = [entry_id for entry_id, _ in plain.xrange(feed)]
-        plain.xdel(feed, ids[1])  # entry 2, pending on "mine", deleted
-        first = backend.own_pending(counted=False)
-        # Entry 203 lies beyond the page's window (the other consumer's 200 between).
-        assert [(d.entry_id, d.deliveries) for d in first] == [(ids[0].decode(), 1)]
-        assert first[0].event is not None
-        assert first[0].event.stream_id == "s-0"
-        again = backend.own_pending(counted=False)
-        assert [(d.entry_id, d.deliveries) for d in again] == [(ids[0].decode(), 1)]  # uncounted
-        backend.ack(first)
-        second = backend.own_pending(counted=False)
-        assert [(d.entry_id, d.deliveries) for d in second] == [(ids[202].decode(), 1)]
-        backend.ack(second)
-        assert backend.own_pending(counted=False) == []
-        mine = plain.xpending_range(feed, "g", min="-", max="+", count=10, consumername="mine")
-        assert mine == []  # the deleted one was acknowledged as gone
-    finally:
-        store.close()
+    feed = _deposits(one_feed, 300)
+    backend = _RedisGroupBackend(one_feed, "g", "mine", "beginning")
+    backend.ensure_group()
+    plain.xreadgroup("g", "mine", {feed: ">"}, count=2)  # entries 1, 2
+    plain.xreadgroup("g", "other", {feed: ">"}, count=200)  # 3 .. 202
+    plain.xreadgroup("g", "mine", {feed: ">"}, count=1)  # 203
+    ids = [entry_id for entry_id, _ in plain.xrange(feed)]
+    plain.xdel(feed, ids[1])  # entry 2, pending on "mine", deleted
+    first = backend.own_pending(counted=False)
+    # Entry 203 lies beyond the page's window (the other consumer's 200 between).
+    assert [(d.entry_id, d.deliveries) for d in first] == [(ids[0].decode(), 1)]
+    assert first[0].event is not None
+    assert first[0].event.stream_id == "s-0"
+    again = backend.own_pending(counted=False)
+    assert [(d.entry_id, d.deliveries) for d in again] == [(ids[0].decode(), 1)]  # uncounted
+    backend.ack(first)
+    second = backend.own_pending(counted=False)
+    assert [(d.entry_id, d.deliveries) for d in second] == [(ids[202].decode(), 1)]
+    backend.ack(second)
+    assert backend.own_pending(counted=False) == []
+    mine = plain.xpending_range(feed, "g", min="-", max="+", count=10, consumername="mine")
+    assert mine == []  # the deleted one was acknowledged as gone
