@@ -32,7 +32,7 @@ from typing import Any, TypedDict, TypeVar
 import msgpack
 from pydantic import BaseModel, ValidationError
 
-from persistence._errors import MalformedEvent, UnknownEventType, UnregisteredEvent
+from persistence._errors import CodecError, MalformedEvent, UnknownEventType, UnregisteredEvent
 
 __all__ = ["Codec", "EncodedEvent", "RawDecoder", "Upcaster"]
 
@@ -214,8 +214,11 @@ class Codec:
 
     @staticmethod
     def _pack(reg: _Registration, event: BaseModel) -> bytes:
-        payload = reg.dump(event, mode="json")
-        packed: bytes = msgpack.packb(payload, use_bin_type=True)
+        try:
+            payload = reg.dump(event, mode="json")
+            packed: bytes = msgpack.packb(payload, use_bin_type=True)
+        except Exception as error:
+            raise unencodable(reg.type_name, error) from None
         return packed
 
     @staticmethod
@@ -410,6 +413,12 @@ def _fast_decoder(reg: _Registration, upcasters: list[Upcaster]) -> Callable[[by
         return model
 
     return decode_old
+
+
+def unencodable(type_name: str, error: Exception) -> CodecError:
+    """The typed error for an event its model cannot serialize (e.g. bytes that are not
+    UTF-8 in JSON mode), instead of whatever pydantic or msgpack raised."""
+    return CodecError(f"{type_name} could not be encoded ({type(error).__name__}: {error})")
 
 
 def _short(error: ValidationError) -> str:
