@@ -199,8 +199,12 @@ class Projector:
         self._batch = threading.local()
 
     def __call__(self, recorded: RecordedEvent) -> None:
-        """Handle one event from the feed (events of other streams are ignored)."""
-        self._project(recorded, self.projections)
+        """Handle one event from the feed (events of other streams are ignored).
+
+        The generation is resolved once: a position read in one generation and an
+        update applied in another could skip versions in the new one during a rebuild.
+        """
+        self._project(recorded, self._current_view())
 
     def begin(self, recorded: RecordedEvent) -> Callable[[], None]:
         """Handle ``recorded`` as part of a consumer's batch (``persistence._subscription``

@@ -22,10 +22,16 @@ def rebuild_projection(
 
     Steps: reserve a fresh generation; replay every partition feed (or the given
     streams) into it; make it current; replay once more from where the first pass
-    ended, to pick up events appended meanwhile. Live writers resolve the current
-    generation on each call, so every event is either replayed by the catch-up or
-    applied by a live writer after the switch; applying twice is harmless because
-    projection updates are idempotent by position.
+    ended, to pick up events appended meanwhile. Every event is either replayed by the
+    catch-up or applied by a live writer after the switch; applying twice is harmless
+    because projection updates are idempotent by position.
+
+    What live writers must do meanwhile (the domain's ``Projector`` does): resolve the
+    current generation once per event, and apply a stream's events in version order,
+    catching up a gap from the event store first. A live writer ahead of the first
+    pass that applied its next version straight into the new generation would skip the
+    versions in between for good (an update at or below a hash's position changes
+    nothing), and the catch-up could not bring them back.
 
     Replaying feeds needs feeds that were not trimmed below the projection's first
     event; pass ``streams`` (e.g. ``store.stream_ids()``) otherwise.

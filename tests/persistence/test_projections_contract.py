@@ -167,7 +167,16 @@ def test_a_rebuilt_projection_equals_the_live_one(adapter: Persistence) -> None:
     seen = threading.Semaphore(0)
 
     def live(event: RecordedEvent) -> None:
-        balances(event, adapter.projections)
+        # A live projector as rebuild_projection needs one (the domain's Projector is
+        # one): the generation resolved once per event, and a stream's events applied
+        # in version order, a gap caught up from the event store first. Applying
+        # version v to the new generation while it holds fewer would skip the ones
+        # between for good (an update at or below the position changes nothing).
+        view = adapter.projections.at_generation(adapter.projections.generation())
+        known = view.position(f"balance:{event.stream_id}")
+        for missing in adapter.events.read(event.stream_id, known, event.version - 1):
+            balances(missing, view)
+        balances(event, view)
         seen.release()
 
     subscription = adapter.subscriptions.subscribe("live", live)
