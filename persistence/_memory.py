@@ -1,18 +1,10 @@
 """The in-process adapter: every port in memory, the embedded default.
 
 A real adapter, not a fake: thread-safe (one lock per store), the same errors, the
-same ordering, idempotency and subscription semantics as the Redis adapter.
-
-Events are kept encoded, as on Redis: a stream holds one tuple of plain values per
-event (type, schema, msgpack payload, metadata, feed position), which the cyclic
-collector stops tracking after its first pass. A ``RecordedEvent`` with its
-metadata, position, model and the model's field set is five tracked objects, and
-kept for every event ever appended they made each full collection of a long-running
-process longer (345 ms after 12,000 ticketing reservations, 48 tracked objects each).
-Reads decode, as on Redis (upcasters included). The feeds keep the appended
-``RecordedEvent`` objects while some consumer group may still read them, so live
-subscribers get them without decoding; once every group has acknowledged them they
-are dropped for the stream's tuples ("cooled", every ``COOL_EVERY`` appended events).
+same ordering, idempotency and subscription semantics as the Redis adapter. Events
+are kept as the (frozen) model objects the caller appended: they were validated
+when they were constructed, so there is nothing to encode or decode; the codec is
+still consulted on append so that an unregistered event fails here as on Redis.
 """
 
 from __future__ import annotations
@@ -74,18 +66,6 @@ _METADATA = fast_constructor(EventMetadata)
 _POSITION = fast_constructor(FeedPosition)
 _APPEND_RESULT = fast_constructor(AppendResult)
 
-COOL_EVERY = 1024
-"""Appended events between two passes that drop the feeds' acknowledged objects."""
-
-# A stored event: (stream id, version, type name, schema version, payload, event id,
-# correlation id, causation id, recorded at, extra metadata items or None, partition,
-# feed entry id): plain values only, so untracked by the cyclic collector.
-_Stored = tuple[
-    str, int, str, int, bytes, str, "str | None", "str | None", float,
-    "tuple[tuple[str, str], ...] | None", int, str,
-]
-_EVENT_ID, _PARTITION, _ENTRY = 5, 10, 11
-
 __all__ = [
     "MemoryEventStore",
     "MemoryProjectionStore",
@@ -95,21 +75,14 @@ __all__ = [
 
 
 class _Feed:
-    """One partition's feed: entries and their sortable ids, oldest first.
+    """One partition's feed: entries and their sortable ids, oldest first."""
 
-    ``entries`` are the streams' stored tuples; ``hot`` holds, at the same index, the
-    appended ``RecordedEvent`` until every group has acknowledged it (then None: all
-    of ``hot[:cooled]`` is).
-    """
-
-    __slots__ = ("cooled", "entries", "hot", "keys", "last")
+    __slots__ = ("entries", "keys", "last")
 
     def __init__(self) -> None:
-        self.entries: list[_Stored] = []
-        self.hot: list[RecordedEvent | None] = []
+        self.entries: list[RecordedEvent] = []
         self.keys: list[tuple[int, int]] = []
         self.last: tuple[int, int] = (0, 0)
-        self.cooled = 0
 
     def next_id(self) -> tuple[int, int]:
         # The Redis rule for "*" ids: milliseconds now, or the last id's + 1 sequence.
@@ -155,10 +128,9 @@ class MemoryEventStore:
         self._codec = codec
         self._partitions = check_partitions(partitions)
         self._lock = threading.Lock()
-        self._streams: dict[str, list[_Stored]] = {}
+        self._streams: dict[str, list[RecordedEvent]] = {}
         self._feeds = [_Feed() for _ in range(partitions)]
         self._groups: dict[str, _Group] = {}
-        self._since_cooling = 0
 
     @property
     def codec(self) -> Codec:
@@ -183,8 +155,8 @@ class MemoryEventStore:
             expected = expected_version
         else:
             expected = expected_as_int(expected_version)
-        encode = self._codec.encode_fields
-        encoded = [encode(event) for event in events]  # outside the lock
+        type_of = self._codec.type_of
+        types = [type_of(event) for event in events]
         if metadata is None and events:
             now = time.time()
             metas = [_METADATA(new_event_id(), None, None, now, EMPTY_EXTRA) for _ in events]
@@ -204,27 +176,18 @@ class MemoryEventStore:
                 stream = self._streams[stream_id] = []
             feed = self._feeds[partition]
             positions = []
-            for offset, (event, (type_name, schema, data), meta) in enumerate(
-                zip(events, encoded, metas, strict=True)
+            for offset, (event, (type_name, schema), meta) in enumerate(
+                zip(events, types, metas, strict=True)
             ):
                 key = feed.next_id()
-                entry_id = f"{key[0]}-{key[1]}"
-                position = _POSITION(partition, entry_id)
-                at = version + offset + 1
-                extra = meta.extra
-                stored: _Stored = (
-                    stream_id, at, type_name, schema, data, meta.event_id,
-                    meta.correlation_id, meta.causation_id, meta.recorded_at,
-                    tuple(extra.items()) if extra else None, partition, entry_id,
+                position = _POSITION(partition, f"{key[0]}-{key[1]}")
+                record = _RECORDED(
+                    stream_id, version + offset + 1, type_name, schema, event, meta, position
                 )
-                stream.append(stored)
-                feed.entries.append(stored)
-                feed.hot.append(_RECORDED(stream_id, at, type_name, schema, event, meta, position))
+                stream.append(record)
+                feed.entries.append(record)
                 feed.keys.append(key)
                 positions.append(position)
-            self._since_cooling += len(events)
-            if self._since_cooling >= COOL_EVERY:
-                self._cool()
             # One consumer per group: it takes every new entry, so waking them all
             # would only have the others find nothing (ten threads and GIL hand-offs
             # per append). Each append wakes another waiting consumer, so entries
@@ -237,7 +200,7 @@ class MemoryEventStore:
     def _retried(
         self,
         stream_id: str,
-        stream: list[_Stored],
+        stream: list[RecordedEvent],
         expected: int,
         metas: list[EventMetadata],
     ) -> AppendResult | None:
@@ -256,17 +219,15 @@ class MemoryEventStore:
         else:
             return None
         earlier = stream[start : start + count]
-        if earlier[0][_EVENT_ID] != metas[0].event_id:
+        if earlier[0].metadata.event_id != metas[0].event_id:
             return None
         if len(earlier) < count or any(
-            stored[_EVENT_ID] != meta.event_id
-            for stored, meta in zip(earlier, metas, strict=False)
+            record.metadata.event_id != meta.event_id
+            for record, meta in zip(earlier, metas, strict=False)
         ):
             raise DuplicateEvent(stream_id, metas[0].event_id, start + 1)
         return AppendResult(
-            stream_id,
-            start + count,
-            tuple(_POSITION(stored[_PARTITION], stored[_ENTRY]) for stored in earlier),
+            stream_id, start + count, tuple(record.position for record in earlier)
         )
 
     def append_async(
@@ -294,9 +255,7 @@ class MemoryEventStore:
             stream = self._streams.get(stream_id)
             if stream is None:
                 return []
-            stored = stream[max(0, from_version) : to_version]
-        decode = self._decode
-        return [decode(item) for item in stored]
+            return stream[max(0, from_version) : to_version]
 
     def read_async(
         self, stream_id: str, from_version: int = 0, to_version: int | None = None
@@ -318,44 +277,7 @@ class MemoryEventStore:
         with self._lock:
             feed = self._feeds[partition]
             start = 0 if after is None else feed.after(entry_key(after))
-            stored = feed.entries[start : start + count]
-            hot = feed.hot[start : start + count]
-        decode = self._decode
-        return [record or decode(item) for record, item in zip(hot, stored, strict=True)]
-
-    def _decode(self, stored: _Stored) -> RecordedEvent:
-        """A stored event as the ``RecordedEvent`` it was appended as (an equal one)."""
-        stream_id, version, type_name, schema, data, event_id, correlation, causation, at, \
-            extra, partition, entry_id = stored
-        event = self._codec.decode(type_name, schema, data, stream_id=stream_id, version=version)
-        meta = _METADATA(
-            event_id, correlation, causation, at, dict(extra) if extra else EMPTY_EXTRA
-        )
-        position = _POSITION(partition, entry_id)
-        return _RECORDED(stream_id, version, type_name, schema, event, meta, position)
-
-    def _record(self, feed: _Feed, index: int) -> RecordedEvent:
-        """Feed entry ``index`` as a ``RecordedEvent`` (under the lock)."""
-        return feed.hot[index] or self._decode(feed.entries[index])
-
-    def _cool(self) -> None:
-        """Drop the feeds' objects every group has acknowledged (under the lock): the
-        stored tuples stand for them. With no group, nothing is waited for."""
-        self._since_cooling = 0
-        groups = list(self._groups.values())
-        for partition, feed in enumerate(self._feeds):
-            if groups:
-                floor = min(
-                    _oldest_unacked(group.cursors[partition], group.pending[partition])
-                    for group in groups
-                )
-                cut = bisect.bisect_left(feed.keys, floor)
-            else:
-                cut = len(feed.keys)
-            hot = feed.hot
-            for index in range(feed.cooled, cut):
-                hot[index] = None
-            feed.cooled = max(feed.cooled, cut)
+            return feed.entries[start : start + count]
 
     def stream_ids(self) -> Iterator[str]:
         """Every stream's id (a snapshot taken when called)."""
@@ -381,9 +303,7 @@ class MemoryEventStore:
                 cut = bisect.bisect_left(feed.keys, floor)
                 if cut:
                     del feed.entries[:cut]
-                    del feed.hot[:cut]
                     del feed.keys[:cut]
-                    feed.cooled = max(0, feed.cooled - cut)
                     removed += cut
         return removed
 
@@ -467,17 +387,15 @@ class _MemoryGroupBackend:
             if feed.last <= cursor:
                 continue
             start = feed.after(cursor)
-            end = min(start + count, len(feed.keys))
-            if end <= start:
+            records = feed.entries[start : start + count]
+            if not records:
                 continue
             pending = group.pending[partition]
-            record_at = self._store._record
-            for index in range(start, end):
-                record = record_at(feed, index)  # decoded only for a group far behind
+            for record in records:
                 entry_id = record.position.entry_id
                 pending[entry_id] = _Pending(self._consumer, now, 1, record)
                 out.append(Delivery(partition, entry_id, 1, record))
-            group.cursors[partition] = feed.keys[end - 1]
+            group.cursors[partition] = feed.keys[start + len(records) - 1]
         return out
 
     def claim(self, min_idle: float) -> list[Delivery]:
