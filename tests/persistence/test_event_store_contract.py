@@ -5,12 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from pydantic import BaseModel, ConfigDict
 
 from persistence import (
     ANY,
     NO_STREAM,
-    CodecError,
     ConcurrencyError,
     DuplicateEvent,
     EventMetadata,
@@ -142,25 +140,6 @@ def test_an_append_with_an_unregistered_event_fails_and_writes_nothing(
 ) -> None:
     with pytest.raises(UnregisteredEvent):
         adapter.events.append("s", [Deposited(account="a", amount=1), Unregistered()], NO_STREAM)
-    assert adapter.events.stream_version("s") == 0
-
-
-class _Blob(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    data: bytes
-
-
-def test_an_event_its_model_cannot_encode_fails_typed_on_both_adapters_and_writes_nothing(
-    adapter: Persistence,
-) -> None:
-    # JSON mode serializes bytes as UTF-8 text: these are not. The memory adapter,
-    # which keeps events encoded too, refuses them as Redis does, with the same error.
-    adapter.events.codec.register(_Blob, name="Blob")
-    for metadata in (None, EventMetadata("blob-1")):  # the Redis adapter's two paths
-        with pytest.raises(CodecError, match="Blob could not be encoded"):
-            adapter.events.append(
-                "s", [Deposited(account="a", amount=1), _Blob(data=b"\xff")], NO_STREAM, metadata
-            )
     assert adapter.events.stream_version("s") == 0
 
 

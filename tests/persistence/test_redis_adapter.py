@@ -11,6 +11,7 @@ from typing import Any
 import msgpack
 import pytest
 import redis
+from pydantic import BaseModel, ConfigDict
 from redis.crc import key_slot
 
 from persistence import (
@@ -18,6 +19,7 @@ from persistence import (
     NO_STREAM,
     BackendError,
     Codec,
+    CodecError,
     ConfigurationError,
     EventMetadata,
     EventStoreUnavailable,
@@ -623,3 +625,22 @@ def test_pending_entries_read_back_after_a_lost_reply_come_a_page_at_a_time_unco
     assert backend.own_pending(counted=False) == []
     mine = plain.xpending_range(feed, "g", min="-", max="+", count=10, consumername="mine")
     assert mine == []  # the deleted one was acknowledged as gone
+
+
+class _Blob(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    data: bytes
+
+
+def test_an_event_its_model_cannot_encode_is_refused_typed_and_writes_nothing(
+    store: RedisEventStore,
+) -> None:
+    # JSON mode serializes bytes as UTF-8 text: these are not. (The memory adapter keeps
+    # the model objects and never encodes them, so it accepts such an event.)
+    store.codec.register(_Blob, name="Blob")
+    for metadata in (None, EventMetadata("blob-1")):  # both paths of an append
+        with pytest.raises(CodecError, match="Blob could not be encoded"):
+            store.append(
+                "s", [Deposited(account="a", amount=1), _Blob(data=b"\xff")], NO_STREAM, metadata
+            )
+    assert store.stream_version("s") == 0
