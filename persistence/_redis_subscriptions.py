@@ -14,7 +14,6 @@ survive consumer restarts. The loop itself is ``persistence._subscription``.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -26,16 +25,15 @@ from persistence._ports import (
     StartFrom,
     Subscription,
     SubscriptionHandler,
+    entry_key,
 )
 from persistence._redis import RedisEventStore
 from persistence._redis_errors import map_redis_error, map_redis_errors
 from persistence._redis_layout import FEED_FIELDS, check_name
 from persistence._redis_scripts import DEAD_LETTER, FORGET_CONSUMER
-from persistence._subscription import Delivery, RunningSubscription, default_consumer_name
+from persistence._subscription import Delivery, RunningSubscription, default_consumer_name, log
 
 __all__ = ["RedisSubscriptions"]
-
-log = logging.getLogger("persistence.subscriptions")
 
 READ_COUNT = 64
 """Entries read per partition per XREADGROUP."""
@@ -211,35 +209,34 @@ class _RedisGroupBackend:
             entries = self._check(reply, "reading its pending entries")
             by_id = {entry[0]: entry for entry in entries}
             complete = len(entries) < window
-            reached = _entry_key(entries[-1][0]) if entries else (0, 0)
+            reached = entry_key(entries[-1][0].decode()) if entries else (0, 0)
             page: list[Any] = []
             for entry_id in counts[partition]:
                 entry = by_id.get(entry_id)
                 if entry is not None:
                     page.append(entry)
-                elif complete or _entry_key(entry_id) <= reached:
+                elif complete or entry_key(entry_id.decode()) <= reached:
                     # Deleted (trimmed): delivered as deleted, so acknowledged.
                     page.append([entry_id, None])
                 # else: beyond this window, on a later page
             found[partition] = page
-        out: list[Delivery] = []
-        acknowledged = False
-        for partition, entries in found.items():
-            deliveries, gone = self._deliveries(partition, entries, counts[partition])
-            out += deliveries
-            if gone:
-                self._ack_ids(partition, gone)
-                acknowledged = True
-        if not out and acknowledged:  # a page of deleted entries only: the next one
+        out = self._with_counts(found, counts)
+        if not out and any(found.values()):  # a page of deleted entries only: the next one
             return self._pending_again()
         return out
 
-    def _with_counts(self, found: dict[int, list[Any]]) -> list[Delivery]:
+    def _with_counts(
+        self, found: dict[int, list[Any]], counts: dict[int, dict[bytes, int]] | None = None
+    ) -> list[Delivery]:
+        """Deliveries of the raw entries ``found`` per partition, with their delivery
+        counts (read from XPENDING unless given); entries deleted meanwhile are
+        acknowledged instead."""
         if not found:
             return []
-        counts = self._pending_counts(
-            {p: (entries[0][0], entries[-1][0]) for p, entries in found.items()}
-        )
+        if counts is None:
+            counts = self._pending_counts(
+                {p: (entries[0][0], entries[-1][0]) for p, entries in found.items()}
+            )
         out: list[Delivery] = []
         for partition, entries in found.items():
             deliveries, gone = self._deliveries(partition, entries, counts[partition])
@@ -350,12 +347,6 @@ class _RedisGroupBackend:
                     self._forget_script(keys=[feed], args=[self._group, self._consumer])
         except PersistenceError as error:
             log.warning("%s", error)
-
-
-def _entry_key(entry_id: bytes) -> tuple[int, int]:
-    """A stream entry id as comparable numbers (b"12-3" -> (12, 3))."""
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)
 
 
 def _per_stream(reply: Any) -> Any:
