@@ -17,10 +17,12 @@ from actors._gc import SERVICE_GC_THRESHOLDS, tune_gc
 from actors._handle import EffectHandle
 from actors._reducer import Reducer, ReducerLike, combine, scope
 from actors._store import DEFAULT_STOP_TIMEOUT, Store, StoreRef, Supervision
+from actors._switch import SERVICE_SWITCH_INTERVAL, tune_switch_interval
 
 __all__ = [
     "DEFAULT_STOP_TIMEOUT",
     "SERVICE_GC_THRESHOLDS",
+    "SERVICE_SWITCH_INTERVAL",
     "ActorsError",
     "Clock",
     "Effect",
@@ -42,4 +44,5 @@ __all__ = [
     "combine",
     "scope",
     "tune_gc",
+    "tune_switch_interval",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,8 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     # The collector's thresholds the figures were measured under (bin/bench --gc).
     gc_thresholds: tuple[int, int, int] = field(default_factory=gc.get_threshold)
+    # The interpreter's thread switch interval, in seconds (bin/bench --switch-interval).
+    switch_interval: float = field(default_factory=sys.getswitchinterval)
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
@@ -75,6 +78,7 @@ class Report:
         return {
             "figures": out,
             "gc_thresholds": list(self.gc_thresholds),
+            "switch_interval": self.switch_interval,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 

@@ -12,6 +12,7 @@ import actors.testing
 ACTORS = [
     "DEFAULT_STOP_TIMEOUT",
     "SERVICE_GC_THRESHOLDS",
+    "SERVICE_SWITCH_INTERVAL",
     "ActorsError",
     "Clock",
     "Effect",
@@ -33,6 +34,7 @@ ACTORS = [
     "combine",
     "scope",
     "tune_gc",
+    "tune_switch_interval",
 ]
 
 ACTORS_TESTING = ["TestStore", "unimplemented"]
