@@ -1,4 +1,5 @@
-"""``tune_gc``: the collector's thresholds set by the application, and restorable."""
+"""``tune_gc``: the collector's thresholds set by the application, and restorable (and
+importing the runtime sets neither them nor the switch interval)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,10 @@ def test_a_threshold_that_would_disable_the_collector_is_refused(
     assert gc.get_threshold() == before
 
 
-def test_importing_the_runtime_leaves_the_collector_as_it_was() -> None:
-    def thresholds_after(imports: str) -> str:
-        code = f"import gc{imports}; print(gc.get_threshold())"
+def test_importing_the_runtime_changes_neither_collector_nor_switch_interval() -> None:
+    def settings_after(imports: str) -> str:
+        code = f"import gc, sys{imports}; print(gc.get_threshold(), sys.getswitchinterval())"
         run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
         return run.stdout.decode().strip()
 
-    assert thresholds_after(", actors, domain, persistence") == thresholds_after("")
+    assert settings_after(", actors, domain, persistence") == settings_after("")

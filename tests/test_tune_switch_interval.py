@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -39,11 +38,3 @@ def test_an_interval_that_is_not_a_positive_number_of_seconds_is_refused(seconds
         tune_switch_interval(seconds)  # type: ignore[arg-type]
     assert sys.getswitchinterval() == before
 
-
-def test_importing_the_runtime_leaves_the_interval_as_it_was() -> None:
-    def interval_after(imports: str) -> str:
-        code = f"import sys{imports}; print(sys.getswitchinterval())"
-        run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-        return run.stdout.decode().strip()
-
-    assert interval_after(", actors, domain, persistence") == interval_after("")
