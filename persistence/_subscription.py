@@ -178,27 +178,34 @@ class RunningSubscription:
             reconnecting = False
             next_claim = 0.0
             while not self._stopping.is_set():
+                # Whether the server answered a step of this pass: a connection that
+                # loses replies now and then is no server that is down, so it gets
+                # no backoff growing to 2 s per error (a pass takes several round
+                # trips, and few passes would get through whole).
+                answered = False
                 try:
                     if first or reconnecting:
                         # Counted once: a retry after a lost reply is no new delivery.
                         counted, first, reconnecting = first, False, True
                         deliveries = self._backend.own_pending(counted=counted)
+                        answered = True
                         self._process(deliveries)
-                        if deliveries:
-                            # Progress: a connection that loses replies now and then
-                            # is no server that is down, so no waiting 2 s per error.
+                        if deliveries and not counted:
                             backoff = 0.05
-                            if not counted:
-                                continue  # maybe a page of more: all of them before new ones
+                            continue  # maybe a page of more: all of them before new ones
                         reconnecting = False
                     now = time.monotonic()
                     if now >= next_claim:
-                        self._process(self._backend.claim(self._claim_idle))
+                        claimed = self._backend.claim(self._claim_idle)
+                        answered = True
+                        self._process(claimed)
                         next_claim = now + self._claim_every
                     block = min(READ_BLOCK, max(0.0, next_claim - time.monotonic()))
                     self._process(self._backend.read_new(block))
                     backoff = 0.05
                 except EventStoreUnavailable as error:
+                    if answered:
+                        backoff = 0.05
                     # Keep consuming through a server restart: unacked entries stay
                     # pending and come back through own_pending() / claim().
                     log.warning("subscription %s/%s: %s; retrying in %.2fs",
