@@ -74,7 +74,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
+    def start(self, timeout: float = 30.0) -> RedisServer:
         args = [
             self.binary,
             "--port", str(self.port),
@@ -104,7 +104,17 @@ class RedisServer:
                     client.close()
             time.sleep(0.02)
         self.kill()
-        raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout}s")
+        raise RuntimeError(
+            f"redis-server did not answer on port {self.port} within {timeout}s;"
+            f" the end of its log:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = (Path(self.data_dir) / "redis.log").read_text(errors="replace")
+        except OSError as error:
+            return f"(no log: {error})"
+        return "\n".join(text.splitlines()[-lines:])
 
     def kill(self) -> None:
         """``kill -9``: no shutdown, no final save."""
