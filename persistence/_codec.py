@@ -218,7 +218,11 @@ class Codec:
             payload = reg.dump(event, mode="json")
             packed: bytes = msgpack.packb(payload, use_bin_type=True)
         except Exception as error:
-            raise unencodable(reg.type_name, error) from None
+            # e.g. bytes that are not UTF-8 in JSON mode: a typed error naming the type,
+            # instead of whatever pydantic or msgpack raised.
+            raise CodecError(
+                f"{reg.type_name} could not be encoded ({type(error).__name__}: {error})"
+            ) from None
         return packed
 
     @staticmethod
@@ -413,12 +417,6 @@ def _fast_decoder(reg: _Registration, upcasters: list[Upcaster]) -> Callable[[by
         return model
 
     return decode_old
-
-
-def unencodable(type_name: str, error: Exception) -> CodecError:
-    """The typed error for an event its model cannot serialize (e.g. bytes that are not
-    UTF-8 in JSON mode), instead of whatever pydantic or msgpack raised."""
-    return CodecError(f"{type_name} could not be encoded ({type(error).__name__}: {error})")
 
 
 def _short(error: ValidationError) -> str:

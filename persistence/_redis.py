@@ -37,7 +37,7 @@ from redis import exceptions as rx
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from persistence._codec import Codec, unencodable
+from persistence._codec import Codec
 from persistence._common import EMPTY_EXTRA, expected_as_int, metadata_for, new_event_id
 from persistence._errors import (
     BackendError,
@@ -842,14 +842,10 @@ class RedisEventStore:
                 reg = by_model.get(type(event))
                 if reg is None:
                     raise self._codec._unregistered(event)
-                try:
-                    data = _packb(reg.dump(event, mode="json"))
-                except Exception as error:
-                    raise unencodable(reg.type_name, error) from None
                 command += (
                     reg.type_name,
                     reg.schema_version,
-                    data,
+                    self._codec._pack(reg, event),
                     new_event_id(),
                     "",
                     "",
