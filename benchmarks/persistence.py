@@ -46,7 +46,6 @@ from persistence import (
     RedisSnapshotStore,
     redis_client,
 )
-from persistence._redis_layout import RedisLayout
 from persistence._redis_scripts import APPEND
 
 AREA = "persistence"
@@ -248,7 +247,7 @@ def _run(
         memory.append("load", [event] * 100, version)
     snapshots.save("load", LOAD_EVENTS - TAIL, b"x" * 200)
 
-    load_key = RedisLayout(f"{prefix}:es").stream("load")
+    load_key = store.layout.stream("load")
 
     def raw_xrange() -> float:
         start = time.perf_counter()
