@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -66,6 +67,20 @@ class ReservationOutcome:
     @property
     def completed(self) -> bool:
         return self.status is ReservationStatus.COMPLETED
+
+
+def encode_outcome(outcome: ReservationOutcome) -> bytes:
+    """The outcome as a notice to other systems (``decode_outcome`` reads it)."""
+    fields = {name: getattr(outcome, name) for name in ReservationOutcome.__slots__}
+    return json.dumps(fields, separators=(",", ":")).encode()
+
+
+def decode_outcome(data: bytes) -> ReservationOutcome:
+    """Raises ValueError (or KeyError, TypeError) for what ``encode_outcome`` did not write."""
+    fields = json.loads(data)
+    fields["status"] = ReservationStatus(fields["status"])
+    fields["seats"] = tuple(int(seat) for seat in fields["seats"])
+    return ReservationOutcome(**fields)
 
 
 @dataclass(frozen=True, slots=True)

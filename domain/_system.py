@@ -69,7 +69,7 @@ from domain._inventory import (
     evolve_section,
     reduce_inventory,
 )
-from domain._outcome import Availability, ReservationOutcome
+from domain._outcome import Availability, ReservationOutcome, decode_outcome, encode_outcome
 from domain._payment import (
     PaymentAction,
     PaymentCommand,
@@ -120,6 +120,7 @@ from persistence import (
     NO_STREAM,
     AppendResult,
     ConcurrencyError,
+    Listening,
     Persistence,
     PersistenceError,
     RecordedEvent,
@@ -136,6 +137,10 @@ SAGA_GROUP = "ticketing-saga"
 PROJECTIONS_GROUP = "ticketing-projections"
 ORPHAN_GRACE = 60.0
 """Seconds an index entry without a saga stream is kept open: its start may be in flight."""
+OUTCOMES_TOPIC = "ticketing-outcomes"
+"""Notices of reservations that ended in a system where nobody waited for them."""
+POLL_INTERVAL = 1.0
+"""Seconds between two looks at the saga's stream of a caller whose notice is late."""
 
 
 class _DeliveryNotRecorded(TicketingError):
@@ -167,10 +172,14 @@ class _Waiters:
     (keyed by reservation id), the bus's handlers for their delivery to be recorded
     (keyed by delivery id).
 
-    The saga store's listener: its methods run on executor threads.
+    The saga store's listener: its methods run on executor threads. Systems sharing a
+    backend share the saga bus, so a reservation started here may end in another
+    system's saga store: the end of one nobody here waits for is published, for the
+    system whose caller waits (``noticed``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, publish: Callable[[ReservationOutcome], None]) -> None:
+        self._publish = publish
         self._lock = threading.Lock()
         self._waiting: dict[str, list[_Waiter]] = {}
         self._deliveries: dict[str, _Waiter] = {}
@@ -207,6 +216,15 @@ class _Waiters:
                     del self._waiting[reservation_id]
 
     def settled(self, outcome: ReservationOutcome) -> None:
+        waiters = self._take(outcome.reservation_id)
+        if not waiters:
+            self._publish(outcome)
+        for waiter in waiters:
+            waiter.outcome = outcome
+            waiter.event.set()
+
+    def noticed(self, outcome: ReservationOutcome) -> None:
+        """Another system ended a reservation (never published again: no echoes)."""
         for waiter in self._take(outcome.reservation_id):
             waiter.outcome = outcome
             waiter.event.set()
@@ -332,7 +350,12 @@ class TicketingSystem:
         self._catalog: dict[str, EventCreated] = {}
         self.resumed_at_start = 0
         """How many unfinished reservations ``start`` found and resumed."""
-        self._waiters = _Waiters()
+        notices = persistence.notices
+
+        def publish(outcome: ReservationOutcome) -> None:
+            notices.publish(OUTCOMES_TOPIC, encode_outcome(outcome))
+
+        self._waiters = _Waiters(publish)
         self._deliveries = itertools.count(1)
         events = persistence.events
 
@@ -387,7 +410,9 @@ class TicketingSystem:
         )
         self._projector = Projector(events, persistence.projections)
         self._subscriptions: list[Subscription] = []
+        self._listening: Listening | None = None
         try:
+            self._listening = notices.listen(OUTCOMES_TOPIC, self._outcome_noticed)
             subscribe = persistence.subscriptions.subscribe
             for n in range(projection_consumers):
                 self._subscriptions.append(
@@ -513,6 +538,9 @@ class TicketingSystem:
             subscription.stop(0)  # tell them all first: each may be blocked in a read
         for subscription in subscriptions:
             subscription.stop(timeout)
+        listening = getattr(self, "_listening", None)
+        if listening is not None:
+            listening.stop(timeout)
         for store in (self._saga, self._payments, self._inventory):
             try:
                 store.stop(timeout)
@@ -657,11 +685,20 @@ class TicketingSystem:
         finally:
             self._waiters.discard(rid, waiter)
 
+    def _outcome_noticed(self, payload: bytes) -> None:
+        try:
+            outcome = decode_outcome(payload)
+        except (ValueError, KeyError, TypeError) as error:
+            log.warning("a notice of an outcome could not be read: %s", error)
+            return
+        self._waiters.noticed(outcome)
+
     def _wait(self, rid: str, waiter: _Waiter, timeout: float) -> ReservationOutcome:
         deadline = time.monotonic() + timeout
-        # The local saga store tells the waiter; the polls below are for a saga that
-        # another system on the backend finished (rare): backed off, cheap when idle.
-        slice_ = 1.0
+        # The saga store that ends the reservation tells the waiter: this system's
+        # directly, another's on the backend by a notice. Notices may be lost, so
+        # the stream is looked at now and then too.
+        slice_ = POLL_INTERVAL
         while True:
             left = deadline - time.monotonic()
             if waiter.event.wait(max(0.0, min(slice_, left))):

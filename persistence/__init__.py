@@ -33,6 +33,7 @@ from persistence._memory import (
     MemorySnapshotStore,
     MemorySubscriptions,
 )
+from persistence._notices import MemoryNotices
 from persistence._ports import (
     ANY,
     NO_STREAM,
@@ -42,6 +43,9 @@ from persistence._ports import (
     EventStore,
     ExpectedVersion,
     FeedPosition,
+    Listening,
+    NoticeHandler,
+    Notices,
     ProjectionGenerations,
     ProjectionStore,
     ProjectionUpdate,
@@ -56,6 +60,7 @@ from persistence._ports import (
 )
 from persistence._rebuild import rebuild_projection
 from persistence._redis import RedisEventStore, redis_client
+from persistence._redis_notices import RedisNotices
 from persistence._redis_projections import RedisProjectionStore, RedisSnapshotStore
 from persistence._redis_subscriptions import RedisSubscriptions
 
@@ -77,11 +82,15 @@ __all__ = [
     "FeedPosition",
     "IncompatibleLayout",
     "InvalidProjectionUpdate",
+    "Listening",
     "MalformedEvent",
     "MemoryEventStore",
+    "MemoryNotices",
     "MemoryProjectionStore",
     "MemorySnapshotStore",
     "MemorySubscriptions",
+    "NoticeHandler",
+    "Notices",
     "Persistence",
     "PersistenceError",
     "ProjectionGenerations",
@@ -90,6 +99,7 @@ __all__ = [
     "Projector",
     "RecordedEvent",
     "RedisEventStore",
+    "RedisNotices",
     "RedisProjectionStore",
     "RedisSnapshotStore",
     "RedisSubscriptions",

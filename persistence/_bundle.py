@@ -1,4 +1,4 @@
-"""``Persistence``: the four ports wired together, in memory or on Redis."""
+"""``Persistence``: the ports wired together, in memory or on Redis."""
 
 from __future__ import annotations
 
@@ -14,8 +14,16 @@ from persistence._memory import (
     MemorySnapshotStore,
     MemorySubscriptions,
 )
-from persistence._ports import EventStore, ProjectionGenerations, SnapshotStore, Subscriptions
+from persistence._notices import MemoryNotices
+from persistence._ports import (
+    EventStore,
+    Notices,
+    ProjectionGenerations,
+    SnapshotStore,
+    Subscriptions,
+)
 from persistence._redis import RedisEventStore, redis_client
+from persistence._redis_notices import RedisNotices
 from persistence._redis_projections import RedisProjectionStore, RedisSnapshotStore
 from persistence._redis_subscriptions import RedisSubscriptions
 
@@ -24,7 +32,7 @@ __all__ = ["Persistence"]
 
 @dataclass(frozen=True)
 class Persistence:
-    """An event store with its subscriptions, projections and snapshots.
+    """An event store with its subscriptions, projections, snapshots and notices.
 
     Build one with ``Persistence.in_memory(codec)`` (the embedded default) or
     ``Persistence.on_redis(url, codec, prefix=...)``; ``close()`` when done.
@@ -34,6 +42,8 @@ class Persistence:
     subscriptions: Subscriptions
     projections: ProjectionGenerations
     snapshots: SnapshotStore
+    notices: Notices = field(default_factory=MemoryNotices)
+    """Best-effort wake-ups between the processes on this backend (see ``Notices``)."""
     _close: Callable[[], None] = field(default=lambda: None, repr=False)
 
     @classmethod
@@ -41,7 +51,11 @@ class Persistence:
         """Every port in process."""
         store = MemoryEventStore(codec, partitions=partitions)
         return cls(
-            store, MemorySubscriptions(store), MemoryProjectionStore(), MemorySnapshotStore()
+            store,
+            MemorySubscriptions(store),
+            MemoryProjectionStore(),
+            MemorySnapshotStore(),
+            MemoryNotices(),
         )
 
     @classmethod
@@ -93,6 +107,7 @@ class Persistence:
             RedisSubscriptions(store),
             RedisProjectionStore(client, prefix=prefix, namespace=projection_namespace),
             RedisSnapshotStore(client, prefix=prefix, partitions=partitions),
+            RedisNotices(store),
             close,
         )
 

@@ -20,6 +20,7 @@ T = TypeVar("T")
 __all__ = [
     "EMPTY_EXTRA",
     "POSITION_FIELD",
+    "check_name",
     "check_partitions",
     "error_text",
     "expected_as_int",
@@ -184,6 +185,19 @@ def error_text(error: BaseException) -> tuple[str, str]:
     summary = f"{type(error).__qualname__}: {error}"
     tb = "".join(traceback.format_exception(error))
     return summary, tb[-8000:]
+
+
+# Characters that would change what a key prefix means: hash tag braces and SCAN globs.
+_FORBIDDEN = set("{}*?[]\\ \t\r\n")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Raise ValueError unless ``name`` is non-empty and free of braces, globs, spaces."""
+    if not name or _FORBIDDEN & set(name):
+        raise ValueError(
+            f"{kind} {name!r} must be non-empty, without braces, glob characters or spaces"
+        )
+    return name
 
 
 def check_partitions(partitions: int) -> int:

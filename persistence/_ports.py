@@ -1,4 +1,5 @@
-"""The ports the domain needs: event store, feeds and subscriptions, projections, snapshots.
+"""The ports the domain needs: event store, feeds and subscriptions, projections,
+snapshots, and notices between the processes on one backend.
 
 Each port is a ``typing.Protocol``; the memory adapter (``MemoryEventStore`` & co.,
 the embedded default) and the Redis adapter (``RedisEventStore`` & co.) implement every
@@ -25,6 +26,9 @@ __all__ = [
     "EventStore",
     "ExpectedVersion",
     "FeedPosition",
+    "Listening",
+    "NoticeHandler",
+    "Notices",
     "ProjectionGenerations",
     "ProjectionStore",
     "Projector",
@@ -289,6 +293,42 @@ class Subscription(Protocol):
         consumer name resumes them when it subscribes again, another consumer of
         the group claims them after ``claim_idle``.
         """
+        ...
+
+
+NoticeHandler = Callable[[bytes], None]
+
+
+class Listening(Protocol):
+    """A running ``Notices.listen``: its handler is called until ``stop``."""
+
+    @property
+    def topic(self) -> str: ...
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop calling the handler; True when its thread (if any) ended in time."""
+        ...
+
+
+class Notices(Protocol):
+    """Best-effort messages to every process on the backend: wake-ups, not records.
+
+    A notice reaches each process that listens on its topic *at that moment*, at most
+    once, in no guaranteed order, and is lost when a listener is disconnected or slow.
+    So it may only ever shorten a wait that has a fallback (a poll of the event store,
+    a timeout); anything that must arrive is an event, delivered by a subscription.
+    """
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Send ``payload`` to the topic's listeners. Never blocks; a notice that
+        cannot be sent is a notice lost (allowed), not an error. Only a topic that is
+        not a valid name (empty, braces, glob characters, spaces) raises ValueError."""
+        ...
+
+    def listen(self, topic: str, handler: NoticeHandler) -> Listening:
+        """Call ``handler(payload)`` for each notice on ``topic`` from now on, one at a
+        time, on a thread of the adapter's (an exception in it is logged, then the
+        next notice is handled)."""
         ...
 
 

@@ -890,6 +890,11 @@ class RedisEventStore:
 
         return self._round_trip(send, doing, resend)
 
+    def command_async(self, *args: Any, doing: str = "") -> Future[Any]:
+        """Queue one command on the store's I/O thread (pipelined with the appends);
+        its future gets the raw reply or the mapped error. Never blocks."""
+        return self._pipe.submit(args, None, doing)
+
     def pipeline(
         self, commands: Sequence[Sequence[Any]], *, doing: str = "", resend: bool = True
     ) -> list[Any]:

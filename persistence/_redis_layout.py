@@ -12,15 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from persistence._common import check_partitions
+from persistence._common import check_name, check_partitions
 from persistence._ports import partition_for
 
-__all__ = ["LAYOUT_VERSION", "RedisLayout"]
+__all__ = ["LAYOUT_VERSION", "RedisLayout", "check_name"]
 
 LAYOUT_VERSION = 1
-
-# Characters that would change what a key prefix means: hash tag braces and SCAN globs.
-_FORBIDDEN = set("{}*?[]\\ \t\r\n")
 
 STREAM_FIELDS = (
     b"type", b"schema", b"data", b"event_id", b"correlation_id", b"causation_id",
@@ -33,15 +30,6 @@ FEED_FIELDS = (
     b"causation_id", b"recorded_at", b"extra",
 )
 """Partition feed entry fields, in the order the append script writes them."""
-
-
-def check_name(kind: str, name: str) -> str:
-    """Raise ValueError unless ``name`` is non-empty and free of braces, globs, spaces."""
-    if not name or _FORBIDDEN & set(name):
-        raise ValueError(
-            f"{kind} {name!r} must be non-empty, without braces, glob characters or spaces"
-        )
-    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +75,10 @@ class RedisLayout:
     def snapshot(self, stream_id: str) -> str:
         """The latest snapshot of ``stream_id`` (same slot as its stream)."""
         return f"{self.tag(self.partition_of(stream_id))}:snapshot:{stream_id}"
+
+    def notices(self, topic: str) -> str:
+        """The Pub/Sub channel of a notice topic (a channel, not a key: nothing stored)."""
+        return f"{self.prefix}:notices:{topic}"
 
     def projection_current(self, namespace: str) -> str:
         """String: the projection namespace's current generation."""

@@ -301,6 +301,30 @@ def test_two_systems_on_one_redis_competing_for_one_section_never_sell_a_seat_tw
     assert again.ok, again
 
 
+def test_a_reservation_that_another_system_finishes_is_answered_by_a_notice_not_a_poll(
+    start: StartSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``a`` runs no consumer of the saga bus, so every child event goes to ``b``'s:
+    # b's saga store finishes each reservation a started, where nobody waits for it.
+    a = start(node="a", saga_consumers=0)
+    start(node="b")
+    a.create_event("gig", sections={"A": 100}, price_cents=100)
+    looked: list[str] = []
+    read_saga = a._read_saga
+
+    def look(rid: str) -> Any:
+        looked.append(rid)
+        return read_saga(rid)
+
+    monkeypatch.setattr(a, "_read_saga", look)
+    outcomes = [a.reserve(f"c{n}", "gig", "A", 2, timeout=30) for n in range(10)]
+    assert all(o.completed for o in outcomes), outcomes
+    assert len({seat for o in outcomes for seat in o.seats}) == 20
+    # Each answer came from b's notice: a never had to look at a saga's stream (its
+    # fallback, once a second).
+    assert looked == []
+
+
 def _status(system: TicketingSystem, rid: str) -> ReservationStatus | None:
     outcome = system.reservation(rid)
     return None if outcome is None else outcome.status

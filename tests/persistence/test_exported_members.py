@@ -9,7 +9,8 @@ EXPECTED = {
     "ANY", "NO_STREAM", "AppendResult", "DeadLetter", "EventMetadata", "EventStore",
     "ExpectedVersion", "FeedPosition", "ProjectionGenerations", "ProjectionStore",
     "ProjectionUpdate", "Projector", "RecordedEvent", "Snapshot", "SnapshotStore", "StartFrom",
-    "Subscription", "SubscriptionHandler", "Subscriptions",
+    "Subscription", "SubscriptionHandler", "Subscriptions", "Notices", "NoticeHandler",
+    "Listening",
     # errors
     "PersistenceError", "ConcurrencyError", "DuplicateEvent", "CodecError",
     "UnregisteredEvent", "UnknownEventType", "MalformedEvent", "InvalidProjectionUpdate",
@@ -19,6 +20,7 @@ EXPECTED = {
     "Codec", "Persistence", "new_event_id", "rebuild_projection", "redis_client",
     "MemoryEventStore", "MemorySubscriptions", "MemoryProjectionStore", "MemorySnapshotStore",
     "RedisEventStore", "RedisSubscriptions", "RedisProjectionStore", "RedisSnapshotStore",
+    "MemoryNotices", "RedisNotices",
 }
 
 
