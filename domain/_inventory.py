@@ -189,6 +189,20 @@ def evolve_section(state: SectionState, event: DomainEvent) -> SectionState:
     return state
 
 
+def copy_section(state: SectionState) -> SectionState:
+    """A copy ``evolve_section`` can change without touching ``state`` (records are
+    immutable, so the containers are all that is copied)."""
+    return SectionState(
+        initialized=state.initialized,
+        capacity=state.capacity,
+        price_cents=state.price_cents,
+        free=list(state.free),
+        held=dict(state.held),
+        sold=dict(state.sold),
+        reservations=dict(state.reservations),
+    )
+
+
 def _take(free: list[int], seat: int) -> None:
     index = bisect.bisect_left(free, seat)
     if index < len(free) and free[index] == seat:
@@ -421,6 +435,12 @@ class InventoryState:
     scopes: dict[SectionKey, Slot[SectionState, InventoryCommand]] = field(default_factory=dict)
 
 
+CONTENDED_BATCHES = 16
+"""Batches after a conflict for which a section keeps a copy of its state from before
+each batch (``Slot.base``): a copy costs about a twentieth of decoding the section
+from its snapshot (0.3 against 7 ms for 50,000 seats, 6,000 of them taken)."""
+
+
 @dataclass(frozen=True, slots=True)
 class InventorySettings:
     """Args:
@@ -639,8 +659,10 @@ def _deque(command: InventoryCommand) -> deque[InventoryCommand]:
     return deque((command,))
 
 
-def _load(key: SectionKey, env: InventoryEnvironment) -> Effect[InventoryAction]:
-    return load_effect(env.repository, key, SectionLoaded, SectionLoadFailed)
+def _load(
+    key: SectionKey, env: InventoryEnvironment, since: Loaded[SectionState] | None = None
+) -> Effect[InventoryAction]:
+    return load_effect(env.repository, key, SectionLoaded, SectionLoadFailed, since=since)
 
 
 def _drain(
@@ -660,6 +682,7 @@ def _drain(
     effects: Effects = []
     max_batch = env.settings.max_batch
     while slot.waiting:
+        base: SectionState | None = None
         batch: list[InventoryCommand] = []
         replies: list[InventoryReply] = []
         events: list[DomainEvent] = []
@@ -672,11 +695,16 @@ def _drain(
             ):
                 if batch:
                     break  # decided after this batch's append, or after a reload
+                # No batch is in flight or decided: the state is the stream's as of
+                # slot.version, so reading what came after is enough.
+                since = Loaded(slot.version, slot.state)
                 slot.phase = "loading"
                 slot.state = None
-                return [*effects, _load(key, env)]
+                return [*effects, _load(key, env, since)]
             slot.waiting.popleft()
             decision = decide(slot.state, command)
+            if decision.events and slot.contended and base is None:
+                base = copy_section(slot.state)  # before the batch's first event
             for event in decision.events:
                 evolve_section(slot.state, event)
             batch.append(command)
@@ -686,6 +714,7 @@ def _drain(
             # The state now includes the batch: it is only trusted once the append lands.
             slot.writing = tuple(batch)
             slot.replies = tuple(replies)
+            slot.base = base
             effects.append(
                 append_effect(
                     env.repository,
@@ -737,6 +766,9 @@ def _appended(state: InventoryState, action: EventsAppended, env: InventoryEnvir
     slot.writing = ()
     slot.replies = ()
     slot.attempts = 0
+    slot.base = None
+    if slot.contended:
+        slot.contended -= 1
     effects.extend(_drain(action.key, slot, env))
     return effects
 
@@ -748,6 +780,11 @@ def _conflicted(
     if slot is None or not slot.writing:
         return []
     slot.attempts += 1
+    # Another writer is active: from now on keep the state before each batch, so that
+    # the next conflict reads only what the others wrote, not the whole section.
+    since = None if slot.base is None else Loaded(slot.version, slot.base)
+    slot.base = None
+    slot.contended = CONTENDED_BATCHES
     effects: Effects = []
     if slot.attempts >= env.settings.max_attempts:
         detail = f"{slot.attempts} conflicting appends in a row ({action.detail})"
@@ -784,7 +821,7 @@ def _conflicted(
     slot.phase = "loading"
     slot.state = None
     if slot.waiting:
-        effects.append(_load(action.key, env))
+        effects.append(_load(action.key, env, since))
     else:
         del state.scopes[action.key]
     return effects
@@ -804,6 +841,7 @@ def _append_failed(
     slot.writing = ()
     slot.replies = ()
     slot.attempts = 0
+    slot.base = None
     slot.phase = "loading"
     slot.state = None
     if slot.waiting:

@@ -77,6 +77,16 @@ class Repository(Protocol[K_contra, St]):
         """
         ...
 
+    def load_from(self, key: K_contra, since: Loaded[St]) -> Loaded[St]:
+        """Bring ``since`` (the aggregate as of ``since.version``) up to date: fold the
+        events after that version onto its state, which it may mutate. For a caller
+        that holds such a state: the cost is the events since, not the aggregate.
+
+        Raises:
+            PersistenceError: the backend failed.
+        """
+        ...
+
     def append(
         self, key: K_contra, events: Sequence[DomainEvent], expected_version: ExpectedVersion
     ) -> int:
@@ -160,6 +170,13 @@ class EventSourcedRepository(Generic[K, St]):
                     state, version = None, 0
         if state is None:
             state = self._initial(key)
+        return self._fold(stream_id, Loaded(version, state))
+
+    def load_from(self, key: K, since: Loaded[St]) -> Loaded[St]:
+        return self._fold(self.stream_of(key), since)
+
+    def _fold(self, stream_id: str, since: Loaded[St]) -> Loaded[St]:
+        state, version = since.state, since.version
         for recorded in self.events.read(stream_id, from_version=version):
             state = self._evolve(state, recorded.event)  # type: ignore[arg-type]
             version = recorded.version

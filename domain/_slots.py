@@ -51,6 +51,10 @@ class Slot(Generic[St, C]):
         replies: what to answer for ``writing`` once its append has landed.
         attempts: conflicts met by the current batch so far.
         used_at: the clock time of the last command (for the LRU and the TTL).
+        base: a copy of the state as of ``version``, without the batch in flight, kept
+            by a store whose key is ``contended``: a conflict then catches up from it
+            (``load_effect(since=...)``) instead of loading the whole aggregate again.
+        contended: batches for which ``base`` is still kept (a conflict sets it).
     """
 
     phase: Phase = "loading"
@@ -61,6 +65,8 @@ class Slot(Generic[St, C]):
     replies: tuple[Any, ...] = ()
     attempts: int = 0
     used_at: float = 0.0
+    base: St | None = None
+    contended: int = 0
 
     @property
     def idle(self) -> bool:
@@ -113,16 +119,20 @@ def load_effect(
     key: K,
     loaded: Callable[[K, Loaded[St]], A],
     failed: Callable[[K, str], A],
+    *,
+    since: Loaded[St] | None = None,
 ) -> Effect[A]:
     """An effect that loads ``key`` and feeds back ``loaded(...)`` or ``failed(...)``.
 
+    With ``since`` (the aggregate as of some version, handed over: the effect mutates
+    it) only the events after that version are read (``Repository.load_from``).
     Every exception becomes ``failed``: a load that raised out of the effect would
     leave the slot ``loading`` forever, with its commands never answered.
     """
 
     def load() -> A:
         try:
-            result = repository.load(key)
+            result = repository.load(key) if since is None else repository.load_from(key, since)
         except Exception as error:
             log.warning("loading %r failed: %s", key, describe(error), exc_info=error)
             return failed(key, describe(error))

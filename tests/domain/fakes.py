@@ -29,6 +29,7 @@ class StreamRepository(Generic[K, St]):
         self.snapshots: dict[K, tuple[int, bytes]] = {}
         self.appends: list[tuple[K, tuple[DomainEvent, ...], ExpectedVersion]] = []
         self.loads: list[K] = []
+        self.catch_ups: list[tuple[K, int]] = []
         self.fail_loads = 0
         self.fail_appends = 0
         self.first_appends: list[K] = []
@@ -47,6 +48,17 @@ class StreamRepository(Generic[K, St]):
         state = self.initial(key)
         events = self.streams.get(key, [])
         for event in events:
+            state = self.evolve(state, copy.deepcopy(event))
+        return Loaded(len(events), state)
+
+    def load_from(self, key: K, since: Loaded[St]) -> Loaded[St]:
+        self.catch_ups.append((key, since.version))
+        if self.fail_loads:
+            self.fail_loads -= 1
+            raise EventStoreUnavailable("the test took the backend away")
+        state = since.state
+        events = self.streams.get(key, [])
+        for event in events[since.version :]:
             state = self.evolve(state, copy.deepcopy(event))
         return Loaded(len(events), state)
 

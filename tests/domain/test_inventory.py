@@ -223,6 +223,36 @@ def test_a_conflicting_append_reloads_the_section_and_decides_again() -> None:
     assert repo.events(A)[-1] == reserved("r1", 3, 4)
 
 
+def test_once_contended_a_section_catches_up_from_before_its_batch_instead_of_loading_again() -> (
+    None
+):
+    store, repo = make_store(with_section(section(capacity=100)))
+    first, second = reserve("r1", 2), reserve("r2", 1)
+    store.exhaustive = False
+    store.send(first)
+    repo.write(A, reserved("other1", 1, 2))  # another process, after our load
+    store.receive(SectionLoaded)
+    store.receive(AppendConflicted)
+    store.receive(SectionLoaded)  # the first conflict: a whole load, as before
+    assert (len(repo.loads), repo.catch_ups) == (2, [])
+    store.receive(EventsAppended(A, 3))
+    store.receive(CommandApplied(first, (reserved("r1", 3, 4),), (3, 4)))
+    # Contended now: the next batch keeps the state from before it, so its conflict
+    # reads only the other process's event, not the whole section.
+    repo.write(A, reserved("other2", 5))
+    store.send(second)
+    store.receive(AppendConflicted)
+    store.receive(SectionLoaded)
+    assert (len(repo.loads), repo.catch_ups) == (2, [(A, 3)])
+    store.receive(EventsAppended(A, 5))
+    store.receive(CommandApplied(second, (reserved("r2", 6),), (6,)))
+    store.finish()
+    # What the store holds is what a whole load of the stream gives.
+    slot = store.state.scopes[A]
+    assert (slot.version, slot.state) == (5, repo.load(A).state)
+    assert slot.base is None  # dropped once the batch landed
+
+
 def test_a_batch_that_keeps_conflicting_is_rejected_for_contention_and_the_rejection_recorded() -> (
     None
 ):
@@ -260,6 +290,25 @@ def test_a_confirm_that_keeps_conflicting_goes_round_again_instead_of_being_reje
     assert isinstance(reply, CommandApplied)
     assert isinstance(repo.events(A)[-1], SeatsConfirmed)
     assert not any(isinstance(e, SeatsRejected) for e in repo.events(A))
+
+
+def test_a_confirm_of_a_hold_written_elsewhere_reads_only_the_events_after_the_state() -> None:
+    store, repo = make_store(with_section(section(capacity=10)))
+    store.exhaustive = False
+    store.send(reserve("r1", 1))
+    store.receive(SectionLoaded)
+    store.receive(EventsAppended(A, 2))
+    store.receive(CommandApplied)
+    repo.write(A, reserved("r9", 5))  # held by another process's store
+    confirm = ConfirmReservation("r9", "gig", "A")
+    store.send(confirm)
+    store.receive(SectionLoaded)
+    assert (len(repo.loads), repo.catch_ups) == (1, [(A, 2)])
+    store.receive(EventsAppended(A, 4))
+    reply = store.receive(CommandApplied)
+    assert reply.command == confirm
+    assert reply.seats == (5,)
+    store.finish()
 
 
 def test_a_failed_load_rejects_the_waiting_commands_and_leaves_the_section_idle() -> None:
