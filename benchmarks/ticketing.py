@@ -10,7 +10,11 @@ latencies are the callers' own. ``longest gc pause``: the cyclic collector's lon
 stop of every thread meanwhile (its count and total in the JSON), which is what a
 p99 often shows.
 
-    python bin/bench ticketing [--redis URL] [--reservations N] [--quick]
+``--systems N`` (with ``--redis``) adds a figure at concurrency 64 with N processes,
+each its own ``TicketingSystem`` on the same Redis prefix and 64 / N of the callers:
+the same reservations, shared out as several application servers would share them.
+
+    python bin/bench ticketing [--redis URL [--systems N]] [--reservations N] [--quick]
     python -m benchmarks.ticketing [--redis URL] [--reservations N]
 """
 
@@ -18,8 +22,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import multiprocessing
+import queue
 import random
+import resource
 import statistics
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -86,9 +94,123 @@ def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str,
     }
 
 
+def _system_process(
+    redis_url: str,
+    prefix: str,
+    index: int,
+    concurrency: int,
+    reservations: int,
+    settings: tuple[tuple[int, ...], float],
+    barrier: Any,
+    results: Any,
+) -> None:
+    """One of ``run_systems``'s processes: a system, its share of the callers."""
+    thresholds, interval = settings  # the parent's --gc and --switch-interval
+    gc.set_threshold(*thresholds)
+    sys.setswitchinterval(interval)
+    with TicketingSystem.start(redis_url, key_prefix=prefix, node=f"bench-{index}") as system:
+        system.create_event("bench", sections=dict.fromkeys("ABCD", 50000), price_cents=100)
+        rnd = random.Random(index)
+        jobs = [
+            (f"c{index}-{n}", rnd.choice("ABCD"), rnd.randint(1, 4)) for n in range(reservations)
+        ]
+        latencies: list[float] = []
+
+        def reserve(job: tuple[str, str, int]) -> bool:
+            began = time.perf_counter()
+            outcome = system.reserve(job[0], "bench", job[1], job[2])
+            latencies.append(time.perf_counter() - began)
+            return outcome.completed
+
+        for job in jobs[:20]:
+            reserve(job)
+        latencies.clear()
+        gc.collect()
+        barrier.wait()  # every system is warm: they start together
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        began = time.time()
+        with ThreadPoolExecutor(concurrency) as pool:
+            completed = sum(pool.map(reserve, jobs[20:]))
+        answered = time.time()
+        barrier.wait()  # the settle below must not wait for another system's callers
+        if not system.settle(timeout=120):
+            raise RuntimeError("the projections did not catch up within 120 s")
+        now = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime
+        results.put((began, answered, time.time(), completed, latencies, cpu))
+
+
+def _result(results: Any, processes: list[Any]) -> Any:
+    """The next process's result; a process that died raises instead of being waited for."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        try:
+            return results.get(timeout=1.0)
+        except queue.Empty:
+            failed = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            if failed:
+                raise RuntimeError(f"a system's process failed (exit codes {failed})") from None
+    raise RuntimeError("the systems did not finish within 600 s")
+
+
+def run_systems(
+    redis_url: str, systems: int, concurrency: int, reservations: int
+) -> dict[str, Any]:
+    """One figure with ``systems`` processes on one Redis prefix (see the module doc):
+    reservations/s from the first start to the last catch-up, latencies of all callers,
+    CPU seconds per reservation of the processes together (the Redis server's aside)."""
+    prefix = f"bench-ticketing-{uuid.uuid4().hex[:8]}"
+    # spawn, not fork: this process has threads (the console's, a system's), and a
+    # forked child inherits their locks in whatever state they were.
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(systems), context.Queue()
+    settings = (gc.get_threshold(), sys.getswitchinterval())
+    share = reservations // systems + 20
+    processes = [
+        context.Process(
+            target=_system_process,
+            args=(redis_url, prefix, n, concurrency // systems, share, settings, barrier, results),
+        )
+        for n in range(systems)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        done = [_result(results, processes) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+        delete_prefix(redis_url, f"{prefix}:")
+    completed = sum(d[3] for d in done)
+    latencies = sorted(x for d in done for x in d[4])
+    elapsed = max(d[2] for d in done) - min(d[0] for d in done)
+
+    def at(share: float) -> float:
+        return latencies[min(len(latencies) - 1, int(share * len(latencies)))] * 1000
+
+    return {
+        "systems": systems,
+        "concurrency": concurrency,
+        "reservations_per_s": round(completed / elapsed, 1),
+        "p50_ms": round(at(0.50), 2),
+        "p99_ms": round(at(0.99), 2),
+        "cpu_ms_per_reservation": round(sum(d[5] for d in done) / completed * 1000, 3),
+        "completed": completed,
+    }
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", metavar="URL", help="also measure on this Redis")
     parser.add_argument("--reservations", type=int, default=None, help="per repetition")
+    parser.add_argument(
+        "--systems",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --redis: also measure N processes sharing the callers at concurrency 64",
+    )
 
 
 def run_bench(args: argparse.Namespace, report: Any, console: Any) -> None:
@@ -150,6 +272,54 @@ def run_bench(args: argparse.Namespace, report: Any, console: Any) -> None:
                         higher_is_better=False,
                     )
                 )
+    if args.redis and args.systems > 1:
+        _measure_systems(args, report, console, reservations)
+
+
+def _measure_systems(args: argparse.Namespace, report: Any, console: Any, n: int) -> None:
+    """The ``--systems`` figure, beside one system on Redis measured in turns with it."""
+    from benchmarks._harness import Figure
+
+    label = f"redis c=64, {args.systems} systems"
+    alone: list[dict[str, Any]] = []
+    shared: list[dict[str, Any]] = []
+    with console.status(f"ticketing: {label}"):
+        for _ in range(args.repeat):
+            alone.append(run_systems(args.redis, 1, 64, n))
+            shared.append(run_systems(args.redis, args.systems, 64, n))
+    for name, runs, base in (
+        ("redis c=64, 1 system", alone, None),
+        (label, shared, "redis c=64, 1 system"),
+    ):
+        report.add(
+            Figure(
+                "ticketing",
+                name,
+                "reservations/s",
+                [s["reservations_per_s"] for s in runs],
+                baseline=base,
+            )
+        )
+        report.add(
+            Figure(
+                "ticketing",
+                f"{name} cpu per reservation",
+                "ms",
+                [s["cpu_ms_per_reservation"] for s in runs],
+                baseline=None if base is None else f"{base} cpu per reservation",
+                higher_is_better=False,
+            )
+        )
+        for share in ("p50", "p99"):
+            report.add(
+                Figure(
+                    "ticketing",
+                    f"{name} {share}",
+                    "ms",
+                    [s[f"{share}_ms"] for s in runs],
+                    higher_is_better=False,
+                )
+            )
 
 
 def main() -> None:
