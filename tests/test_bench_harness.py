@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gc
 
+import pytest
+
 from benchmarks._harness import collector_pauses
+from benchmarks.ticketing import run_systems
 
 
 def test_collector_pauses_records_each_collection_and_removes_its_callback() -> None:
@@ -16,3 +19,14 @@ def test_collector_pauses_records_each_collection_and_removes_its_callback() -> 
     assert len(pauses) == 2
     assert all(0 <= pause < 5 for pause in pauses)
     assert gc.callbacks == before
+
+
+@pytest.mark.redis
+def test_the_systems_figure_runs_every_reservation_through_processes_sharing_one_redis(
+    redis_url: str,
+) -> None:
+    figure = run_systems(redis_url, systems=2, concurrency=4, reservations=40)
+    assert (figure["systems"], figure["completed"]) == (2, 40)
+    assert figure["reservations_per_s"] > 0
+    assert 0 < figure["p50_ms"] <= figure["p99_ms"]
+    assert figure["cpu_ms_per_reservation"] > 0
