@@ -57,14 +57,14 @@ class Report:
         return None
 
     def ratio(self, figure: Figure) -> float | None:
+        """The figure's median ÷ its baseline's, whichever way is better: "2.4x" of a
+        CPU time is 2.4 times the baseline's, as the README's table reads too."""
         if figure.baseline is None:
             return None
         base = self.find(figure.area, figure.baseline)
         if base is None or base.median == 0:
             return None
-        if figure.higher_is_better:
-            return figure.median / base.median
-        return base.median / figure.median if figure.median else None
+        return figure.median / base.median
 
     def to_json(self) -> dict[str, Any]:
         out = []
