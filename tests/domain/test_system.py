@@ -317,6 +317,8 @@ def test_a_reservation_that_another_system_finishes_is_answered_by_a_notice_not_
         return read_saga(rid)
 
     monkeypatch.setattr(a, "_read_saga", look)
+    # A notice that is not an outcome is logged and dropped; the listener goes on.
+    a.persistence.notices.publish("ticketing-outcomes", b"not an outcome")
     outcomes = [a.reserve(f"c{n}", "gig", "A", 2, timeout=30) for n in range(10)]
     assert all(o.completed for o in outcomes), outcomes
     assert len({seat for o in outcomes for seat in o.seats}) == 20
