@@ -7,6 +7,7 @@ import gc
 import pytest
 
 from benchmarks._harness import collector_pauses
+from benchmarks.stages import STEPS, measure, report
 from benchmarks.ticketing import run_systems
 
 
@@ -30,3 +31,13 @@ def test_the_systems_figure_runs_every_reservation_through_processes_sharing_one
     assert figure["reservations_per_s"] > 0
     assert 0 < figure["p50_ms"] <= figure["p99_ms"]
     assert figure["cpu_ms_per_reservation"] > 0
+
+
+def test_the_stages_of_each_reservation_come_in_the_order_the_saga_takes_them() -> None:
+    steps = measure(None, concurrency=4, reservations=60)
+    assert len(steps) == 40  # all completed after the 20 of the warm-up
+    for at in steps:
+        times = [at[step] for step in STEPS]
+        assert times == sorted(times), at
+    lines = report(steps).splitlines()
+    assert len(lines) == 2 + len(STEPS) - 1
