@@ -8,7 +8,8 @@ a Redis backend (in one process or many): the consumer groups share the work bet
 them, and optimistic concurrency keeps every store's decisions correct.
 
 Threads: the caller's thread validates input and waits; the stores each run on their
-own thread; the subscriptions each on theirs; effects on the executors.
+own thread; the subscriptions each on theirs; effects on the executors; the listener
+of outcome notices (from other systems on the backend, see ``_Waiters``) on its own.
 """
 
 from __future__ import annotations
