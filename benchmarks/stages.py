@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
-import random
 import statistics
 import time
 import uuid
@@ -25,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from actors import tune_gc, tune_switch_interval
 from benchmarks._harness import delete_prefix
+from benchmarks.ticketing import WARM_UP, Callers
 from domain import TicketingSystem
 from domain._events import inventory_stream, payment_stream, reservation_stream
 
@@ -39,7 +39,7 @@ STEPS = (
     "ReservationCompleted",
     "woken",
 )
-SECTIONS = "ABCD"
+SECTIONS = "ABCD"  # the sections Callers creates
 
 
 def measure(redis_url: str | None, concurrency: int, reservations: int) -> list[dict[str, float]]:
@@ -48,9 +48,7 @@ def measure(redis_url: str | None, concurrency: int, reservations: int) -> list[
     calls: dict[str, tuple[float, float]] = {}
     steps: list[dict[str, float]] = []
     with TicketingSystem.start(redis_url, key_prefix=prefix) as system:
-        system.create_event("bench", sections=dict.fromkeys(SECTIONS, 50000), price_cents=100)
-        rnd = random.Random(1)
-        jobs = [(f"c{n}", rnd.choice(SECTIONS), rnd.randint(1, 4)) for n in range(reservations)]
+        jobs = Callers(system, reservations, seed=1, customer="c").jobs
 
         def reserve(job: tuple[str, str, int]) -> None:
             began = time.time()
@@ -58,12 +56,12 @@ def measure(redis_url: str | None, concurrency: int, reservations: int) -> list[
             if outcome.completed:
                 calls[outcome.reservation_id] = (began, time.time())
 
-        for job in jobs[:20]:  # warm-up
+        for job in jobs[:WARM_UP]:
             reserve(job)
         calls.clear()
         gc.collect()
         with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(reserve, jobs[20:]))
+            list(pool.map(reserve, jobs[WARM_UP:]))
         system.settle(timeout=120)
         events = system.persistence.events
         held: dict[tuple[str, str], float] = {}

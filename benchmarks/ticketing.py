@@ -37,32 +37,55 @@ from benchmarks._harness import collector_pauses, delete_prefix
 from domain import TicketingSystem
 
 CONCURRENCY = (1, 8, 64)
+WARM_UP = 20
+"""Reservations made one at a time before a figure: loads, connections, threads."""
+
+
+class Callers:
+    """The workload on one system: the event, its reservations (1-4 seats in one of
+    four sections too large to sell out), and the callers' latencies in seconds."""
+
+    def __init__(self, system: TicketingSystem, reservations: int, seed: int, customer: str):
+        system.create_event("bench", sections=dict.fromkeys("ABCD", 50000), price_cents=100)
+        rnd = random.Random(seed)
+        self.jobs = [
+            (f"{customer}{n}", rnd.choice("ABCD"), rnd.randint(1, 4)) for n in range(reservations)
+        ]
+        self.latencies: list[float] = []
+        self._system = system
+
+    def reserve(self, job: tuple[str, str, int]) -> bool:
+        began = time.perf_counter()
+        outcome = self._system.reserve(job[0], "bench", job[1], job[2])
+        self.latencies.append(time.perf_counter() - began)
+        return outcome.completed
+
+    def warm_up(self) -> None:
+        for job in self.jobs[:WARM_UP]:
+            self.reserve(job)
+        self.latencies.clear()
+        gc.collect()  # the garbage of the figure before this one is not this one's cost
+
+    def run(self, concurrency: int) -> int:
+        """The reservations after the warm-up from ``concurrency`` threads; how many completed."""
+        with ThreadPoolExecutor(concurrency) as pool:
+            return sum(pool.map(self.reserve, self.jobs[WARM_UP:]))
+
+
+def _at(latencies: list[float], share: float) -> float:
+    """The latency (ms) below which ``share`` of the sorted ``latencies`` lie."""
+    return latencies[min(len(latencies) - 1, int(share * len(latencies)))] * 1000
 
 
 def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str, Any]:
     """One figure: reservations/s (completed), latency p50/p95/p99 in ms."""
     prefix = f"bench-ticketing-{uuid.uuid4().hex[:8]}"
     with TicketingSystem.start(redis_url, key_prefix=prefix) as system:
-        sections = dict.fromkeys("ABCD", 50000)
-        system.create_event("bench", sections=sections, price_cents=100)
-        rnd = random.Random(1)
-        jobs = [(f"c{n}", rnd.choice("ABCD"), rnd.randint(1, 4)) for n in range(reservations)]
-        latencies: list[float] = []
-
-        def reserve(job: tuple[str, str, int]) -> bool:
-            began = time.perf_counter()
-            outcome = system.reserve(job[0], "bench", job[1], job[2])
-            latencies.append(time.perf_counter() - began)
-            return outcome.completed
-
-        for job in jobs[:20]:  # warm-up: loads, connections, threads
-            reserve(job)
-        latencies.clear()
-        gc.collect()  # the garbage of the figure before this one is not this one's cost
+        callers = Callers(system, reservations, seed=1, customer="c")
+        callers.warm_up()
         with collector_pauses() as pauses:
             began = time.perf_counter()
-            with ThreadPoolExecutor(concurrency) as pool:
-                completed = sum(pool.map(reserve, jobs[20:]))
+            completed = callers.run(concurrency)
             answered = time.perf_counter()
             # Until the read side has caught up too: projections that fall behind under
             # load would otherwise lend the sagas their share of the CPU, a rate no
@@ -70,11 +93,7 @@ def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str,
             if not system.settle(timeout=120):
                 raise RuntimeError("the projections did not catch up within 120 s")
             caught_up = time.perf_counter()
-    latencies.sort()
-
-    def at(share: float) -> float:
-        return latencies[min(len(latencies) - 1, int(share * len(latencies)))] * 1000
-
+    latencies = sorted(callers.latencies)
     if redis_url is not None:
         delete_prefix(redis_url, f"{prefix}:")
     return {
@@ -82,9 +101,9 @@ def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str,
         "concurrency": concurrency,
         "reservations_per_s": round(completed / (caught_up - began), 1),
         "catch_up_ms": round((caught_up - answered) * 1000, 1),
-        "p50_ms": round(at(0.50), 2),
-        "p95_ms": round(at(0.95), 2),
-        "p99_ms": round(at(0.99), 2),
+        "p50_ms": round(_at(latencies, 0.50), 2),
+        "p95_ms": round(_at(latencies, 0.95), 2),
+        "p99_ms": round(_at(latencies, 0.99), 2),
         "completed": completed,
         # Every thread stands still during a collection: the longest pause is added
         # to the latency of every reservation in flight then.
@@ -109,35 +128,19 @@ def _system_process(
     gc.set_threshold(*thresholds)
     sys.setswitchinterval(interval)
     with TicketingSystem.start(redis_url, key_prefix=prefix, node=f"bench-{index}") as system:
-        system.create_event("bench", sections=dict.fromkeys("ABCD", 50000), price_cents=100)
-        rnd = random.Random(index)
-        jobs = [
-            (f"c{index}-{n}", rnd.choice("ABCD"), rnd.randint(1, 4)) for n in range(reservations)
-        ]
-        latencies: list[float] = []
-
-        def reserve(job: tuple[str, str, int]) -> bool:
-            began = time.perf_counter()
-            outcome = system.reserve(job[0], "bench", job[1], job[2])
-            latencies.append(time.perf_counter() - began)
-            return outcome.completed
-
-        for job in jobs[:20]:
-            reserve(job)
-        latencies.clear()
-        gc.collect()
+        callers = Callers(system, reservations, seed=index, customer=f"c{index}-")
+        callers.warm_up()
         barrier.wait()  # every system is warm: they start together
         used = resource.getrusage(resource.RUSAGE_SELF)
         began = time.time()
-        with ThreadPoolExecutor(concurrency) as pool:
-            completed = sum(pool.map(reserve, jobs[20:]))
+        completed = callers.run(concurrency)
         answered = time.time()
         barrier.wait()  # the settle below must not wait for another system's callers
         if not system.settle(timeout=120):
             raise RuntimeError("the projections did not catch up within 120 s")
         now = resource.getrusage(resource.RUSAGE_SELF)
         cpu = now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime
-        results.put((began, answered, time.time(), completed, latencies, cpu))
+        results.put((began, answered, time.time(), completed, callers.latencies, cpu))
 
 
 def _result(results: Any, processes: list[Any]) -> Any:
@@ -165,7 +168,7 @@ def run_systems(
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(systems), context.Queue()
     settings = (gc.get_threshold(), sys.getswitchinterval())
-    share = reservations // systems + 20
+    share = reservations // systems + WARM_UP
     processes = [
         context.Process(
             target=_system_process,
@@ -186,16 +189,12 @@ def run_systems(
     completed = sum(d[3] for d in done)
     latencies = sorted(x for d in done for x in d[4])
     elapsed = max(d[2] for d in done) - min(d[0] for d in done)
-
-    def at(share: float) -> float:
-        return latencies[min(len(latencies) - 1, int(share * len(latencies)))] * 1000
-
     return {
         "systems": systems,
         "concurrency": concurrency,
         "reservations_per_s": round(completed / elapsed, 1),
-        "p50_ms": round(at(0.50), 2),
-        "p99_ms": round(at(0.99), 2),
+        "p50_ms": round(_at(latencies, 0.50), 2),
+        "p99_ms": round(_at(latencies, 0.99), 2),
         "cpu_ms_per_reservation": round(sum(d[5] for d in done) / completed * 1000, 3),
         "completed": completed,
     }
