@@ -217,18 +217,17 @@ class _Waiters:
                     del self._waiting[reservation_id]
 
     def settled(self, outcome: ReservationOutcome) -> None:
-        waiters = self._take(outcome.reservation_id)
-        if not waiters:
+        if not self.noticed(outcome):
             self._publish(outcome)
+
+    def noticed(self, outcome: ReservationOutcome) -> bool:
+        """Wake the callers waiting for ``outcome``; False if there were none. Called
+        directly for an outcome another system published (never published again)."""
+        waiters = self._take(outcome.reservation_id)
         for waiter in waiters:
             waiter.outcome = outcome
             waiter.event.set()
-
-    def noticed(self, outcome: ReservationOutcome) -> None:
-        """Another system ended a reservation (never published again: no echoes)."""
-        for waiter in self._take(outcome.reservation_id):
-            waiter.outcome = outcome
-            waiter.event.set()
+        return bool(waiters)
 
     def refused(self, refusal: StartRefused) -> None:
         error: TicketingError

@@ -14,43 +14,58 @@ from queue import SimpleQueue
 from persistence._common import check_name
 from persistence._ports import NoticeHandler
 
-__all__ = ["MemoryNotices", "call_handler"]
+__all__ = ["ListeningThread", "MemoryNotices"]
 
 log = logging.getLogger("persistence.notices")
 
 
-def call_handler(handler: NoticeHandler, topic: str, payload: bytes) -> None:
-    """One notice to its handler; an exception is logged, never passed on, so that
-    one bad notice cannot end a listener."""
-    try:
-        handler(payload)
-    except Exception:
-        log.exception("a handler of notices on %r failed", topic)
+class ListeningThread:
+    """A ``Listening`` whose handler runs on a thread of its own (both adapters).
 
+    A subclass sets up what ``_run`` reads from, then calls ``_thread.start()``.
+    """
 
-class _MemoryListening:
-    def __init__(self, owner: MemoryNotices, topic: str, handler: NoticeHandler) -> None:
-        self._owner = owner
+    def __init__(self, topic: str, handler: NoticeHandler) -> None:
         self._topic = topic
         self._handler = handler
-        self.queue: SimpleQueue[bytes | None] = SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"notices-{topic}", daemon=True)
-        self._thread.start()
 
     @property
     def topic(self) -> str:
         return self._topic
 
     def _run(self) -> None:
+        raise NotImplementedError
+
+    def _deliver(self, payload: bytes) -> None:
+        """One notice to the handler; an exception is logged, never passed on, so that
+        one bad notice cannot end a listener."""
+        try:
+            self._handler(payload)
+        except Exception:
+            log.exception("a handler of notices on %r failed", self._topic)
+
+    def _joined(self, timeout: float | None) -> bool:
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class _MemoryListening(ListeningThread):
+    def __init__(self, owner: MemoryNotices, topic: str, handler: NoticeHandler) -> None:
+        super().__init__(topic, handler)
+        self._owner = owner
+        self.queue: SimpleQueue[bytes | None] = SimpleQueue()
+        self._thread.start()
+
+    def _run(self) -> None:
         while (payload := self.queue.get()) is not None:
-            call_handler(self._handler, self._topic, payload)
+            self._deliver(payload)
 
     def stop(self, timeout: float | None = None) -> bool:
         self._owner._forget(self)
         self.queue.put(None)
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._joined(timeout)
 
 
 class MemoryNotices:

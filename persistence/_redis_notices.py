@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from persistence._common import check_name
-from persistence._notices import call_handler
+from persistence._notices import ListeningThread
 from persistence._ports import NoticeHandler
 from persistence._redis import RedisEventStore
 
@@ -39,22 +39,16 @@ def _published(done: Future[Any]) -> None:
         log.debug("a notice was not published: %s", error)
 
 
-class _RedisListening:
+class _RedisListening(ListeningThread):
     def __init__(self, client: redis.Redis, channel: str, topic: str, handler: NoticeHandler):
+        super().__init__(topic, handler)
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         self._channel = channel
-        self._topic = topic
-        self._handler = handler
         self._stopping = threading.Event()
         # Subscribed before listen() returns, when the server answers: a notice
         # published after that reaches this listener.
         self._subscribed = self._subscribe()
-        self._thread = threading.Thread(target=self._run, name=f"notices-{topic}", daemon=True)
         self._thread.start()
-
-    @property
-    def topic(self) -> str:
-        return self._topic
 
     def _subscribe(self) -> bool:
         try:
@@ -85,16 +79,14 @@ class _RedisListening:
                     continue
                 backoff = 0.05
                 if message is not None and message.get("type") in ("message", b"message"):
-                    call_handler(self._handler, self._topic, message["data"])
+                    self._deliver(message["data"])
         finally:
             with contextlib.suppress(redis.RedisError, OSError):  # a connection already lost
                 self._pubsub.close()
 
     def stop(self, timeout: float | None = None) -> bool:
         self._stopping.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._joined(timeout)
 
 
 class RedisNotices:
