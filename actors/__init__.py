@@ -13,6 +13,7 @@ from actors._errors import (
     StoreStopped,
     Timeout,
 )
+from actors._future import LightFuture
 from actors._gc import SERVICE_GC_THRESHOLDS, tune_gc
 from actors._handle import EffectHandle
 from actors._reducer import Reducer, ReducerLike, combine, scope
@@ -28,6 +29,7 @@ __all__ = [
     "Effect",
     "EffectFailed",
     "EffectHandle",
+    "LightFuture",
     "MailboxFull",
     "ManualClock",
     "Reducer",

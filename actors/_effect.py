@@ -80,7 +80,8 @@ class Effect(Generic[A]):
             start: a function of no arguments, called on the store's thread when the
                 effect starts: it must not block (hand the work over and return). It
                 returns a ``concurrent.futures.Future`` whose result, if not None, is
-                fed back; an exception it raises fails the effect.
+                fed back; an exception it raises fails the effect. A ``LightFuture``
+                is one that costs less to make.
             recover: called with the future's exception (on the thread that
                 completed the future: keep it cheap and pure); the action it returns
                 (if not None) is fed back instead of failing the effect. An

@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from actors import LightFuture
 from domain._events import DomainEvent
 from persistence import (
     NO_STREAM,
@@ -197,7 +198,7 @@ class EventSourcedRepository(Generic[K, St]):
         self, key: K, events: Sequence[DomainEvent], expected_version: ExpectedVersion
     ) -> Future[int]:
         stream_id = self.stream_of(key)
-        result: Future[int] = Future()
+        result: Future[int] = LightFuture()
 
         def appended(done: Future[AppendResult]) -> None:
             try:

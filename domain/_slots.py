@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from actors import Effect
+from actors import Effect, LightFuture
 from domain._events import DomainEvent
 from domain._repository import Loaded, Repository, VersionConflict, describe
 
@@ -162,7 +162,7 @@ def append_effect(
     """
 
     def start() -> Future[A]:
-        outcome: Future[A] = Future()
+        outcome: Future[A] = LightFuture()
 
         def settle(done: Future[int]) -> None:
             try:
@@ -178,7 +178,7 @@ def append_effect(
         try:
             appending = repository.append_async(key, events, expected_version)
         except Exception as error:  # the contract says it never raises: one that did
-            appending = Future()  # is a failed append, not a failed effect
+            appending = LightFuture()  # is a failed append, not a failed effect
             appending.set_exception(error)
         appending.add_done_callback(settle)
         return outcome

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 import uuid
+from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -158,11 +159,37 @@ class _Answers:
         )
 
 
+class _Gate:
+    """A one-shot ``threading.Event``: closed until ``set``, then open for good.
+
+    A bare lock held until ``set`` releases it, because a reservation makes four of
+    these (its caller's, one per child event the bus delivers) and a ``threading.Event``
+    builds a ``Condition`` per instance and another lock per ``wait``.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _allocate_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        with contextlib.suppress(RuntimeError):  # set already: it stays open
+            self._lock.release()
+
+    def wait(self, timeout: float) -> bool:
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        with contextlib.suppress(RuntimeError):  # a second set() came in between
+            self._lock.release()  # open for a later wait too, as an Event stays
+        return True
+
+
 class _Waiter:
     __slots__ = ("error", "event", "outcome", "settled")
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self.event = _Gate()
         self.outcome: ReservationOutcome | None = None
         self.settled: DeliverySettled | None = None
         self.error: TicketingError | None = None

@@ -19,6 +19,7 @@ from zlib import crc32
 
 from pydantic import BaseModel
 
+from actors import LightFuture
 from persistence._codec import Codec
 from persistence._common import (
     ANY_VERSION,
@@ -238,7 +239,7 @@ class MemoryEventStore:
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
     ) -> Future[AppendResult]:
         """See ``EventStore.append_async``: in memory the future is done at once."""
-        future: Future[AppendResult] = Future()
+        future: Future[AppendResult] = LightFuture()
         try:
             future.set_result(self.append(stream_id, events, expected_version, metadata))
         except (ValueError, UnregisteredEvent):  # a wrong call, not an outcome
@@ -261,7 +262,7 @@ class MemoryEventStore:
         self, stream_id: str, from_version: int = 0, to_version: int | None = None
     ) -> Future[list[RecordedEvent]]:
         """See ``EventStore.read_async``: in memory the future is done at once."""
-        future: Future[list[RecordedEvent]] = Future()
+        future: Future[list[RecordedEvent]] = LightFuture()
         future.set_result(self.read(stream_id, from_version, to_version))
         return future
 

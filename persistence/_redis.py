@@ -37,6 +37,7 @@ from redis import exceptions as rx
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from actors import LightFuture
 from persistence._codec import Codec
 from persistence._common import EMPTY_EXTRA, expected_as_int, metadata_for, new_event_id
 from persistence._errors import (
@@ -433,7 +434,7 @@ class _Pipe:
         flight are thousands of objects each collection walks.
         """
         request = _Request(command)
-        future: Future[Any] = Future()
+        future: Future[Any] = LightFuture()
         request.future, request.convert, request.doing = future, convert, doing
         request.args = args
         if self._thread is None:
@@ -965,7 +966,7 @@ class RedisEventStore:
         before it is in; pages are decoded on the I/O thread.
         """
         from_version = max(0, from_version)
-        result: Future[list[RecordedEvent]] = Future()
+        result: Future[list[RecordedEvent]] = LightFuture()
         if to_version is not None and to_version <= from_version:
             result.set_result([])
             return result

@@ -18,6 +18,7 @@ ACTORS = [
     "Effect",
     "EffectFailed",
     "EffectHandle",
+    "LightFuture",
     "MailboxFull",
     "ManualClock",
     "Reducer",
