@@ -169,7 +169,7 @@ def view(state: SectionState) -> dict[str, Any]:
     """A section as the model sees it (for comparison)."""
     return {
         "capacity": state.capacity if state.initialized else 0,
-        "free": list(state.free),
+        "free": state.free[::-1],  # kept highest first; the model lowest first
         "held": dict(state.held),
         "sold": dict(state.sold),
         "reservations": {
