@@ -16,6 +16,7 @@ from actors._errors import (
 from actors._future import LightFuture
 from actors._gc import SERVICE_GC_THRESHOLDS, tune_gc
 from actors._handle import EffectHandle
+from actors._pool import EffectPool
 from actors._reducer import Reducer, ReducerLike, combine, scope
 from actors._store import DEFAULT_STOP_TIMEOUT, Store, StoreRef, Supervision
 from actors._switch import SERVICE_SWITCH_INTERVAL, tune_switch_interval
@@ -29,6 +30,7 @@ __all__ = [
     "Effect",
     "EffectFailed",
     "EffectHandle",
+    "EffectPool",
     "LightFuture",
     "MailboxFull",
     "ManualClock",

@@ -375,7 +375,11 @@ class Store(pykka.ThreadingActor, Generic[S, A, E]):
     # The actor thread.
 
     def on_start(self) -> None:
-        self.status.thread = threading.current_thread()
+        thread = threading.current_thread()
+        # Named after the store (Pykka's "Store-3" says nothing) for thread dumps,
+        # py-spy and per-thread CPU figures.
+        thread.name = f"store-{self.name}"
+        self.status.thread = thread
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is EffectHandle:

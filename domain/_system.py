@@ -25,11 +25,11 @@ import time
 import uuid
 from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 
-from actors import Clock, StoreRef, StoreStopped, SystemClock, Timeout
+from actors import Clock, EffectPool, StoreRef, StoreStopped, SystemClock, Timeout
 from actors import Store as _Store
 from domain._errors import (
     BackendUnavailable,
@@ -411,7 +411,11 @@ class TicketingSystem:
             evolve=evolve_saga,
             before_first_append=open_saga,
         )
-        self._payment_executor = ThreadPoolExecutor(
+        # Its own pool, so that a slow gateway cannot starve the other stores' effects;
+        # an EffectPool, not a ThreadPoolExecutor: a job is a queue put, not a Future
+        # with its locks (a charge's step of the saga took 13.5 ms at the median
+        # with 64 callers on Redis, the others 6-10).
+        self._payment_executor = EffectPool(
             max_workers=payment_workers, thread_name_prefix=f"payment-{node}"
         )
         self._inventory: StoreRef[InventoryState, InventoryAction] = _Store.start(

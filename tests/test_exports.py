@@ -18,6 +18,7 @@ ACTORS = [
     "Effect",
     "EffectFailed",
     "EffectHandle",
+    "EffectPool",
     "LightFuture",
     "MailboxFull",
     "ManualClock",
