@@ -136,6 +136,15 @@ TARGETS = (
         _below("ticketing", "redis c=64 p99", 100, "ms"),
     ),
     Target(
+        "ticketing: the same two on Redis with the read side in a process of its own"
+        " (`--projections-apart`): ≥ 1,000 reservations/s (issue 5)",
+        _at_least("ticketing", "redis c=64 read side apart", 1000, "reservations/s"),
+    ),
+    Target(
+        "ticketing: ... and p99 < 100 ms (issues 4 and 5)",
+        _below("ticketing", "redis c=64 read side apart p99", 100, "ms"),
+    ),
+    Target(
         "growth: peak RSS after 1,000,000 commands ≤ 1.5 x after 100,000, on Redis (issue 5)",
         _times(
             "growth",

@@ -14,7 +14,13 @@ p99 often shows.
 each its own ``TicketingSystem`` on the same Redis prefix and 64 / N of the callers:
 the same reservations, shared out as several application servers would share them.
 
-    python bin/bench ticketing [--redis URL [--systems N]] [--reservations N] [--quick]
+``--projections-apart`` (with ``--redis``) adds a figure at concurrency 64 with the
+read side in a process of its own (``TicketingProjections``; the system runs with
+``projection_consumers=0``), measured in turns with the same system keeping its
+projections itself; reservations/s still counts until the projections caught up.
+
+    python bin/bench ticketing [--redis URL [--systems N] [--projections-apart]]
+                               [--reservations N] [--quick]
     python -m benchmarks.ticketing [--redis URL] [--reservations N]
 """
 
@@ -34,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmarks._harness import collector_pauses, delete_prefix
-from domain import TicketingSystem
+from domain import TicketingProjections, TicketingSystem
 
 CONCURRENCY = (1, 8, 64)
 WARM_UP = 20
@@ -77,10 +83,32 @@ def _at(latencies: list[float], share: float) -> float:
     return latencies[min(len(latencies) - 1, int(share * len(latencies)))] * 1000
 
 
-def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str, Any]:
+def run(
+    redis_url: str | None, concurrency: int, reservations: int, projections_apart: bool = False
+) -> dict[str, Any]:
     """One figure: reservations/s (completed), latency p50/p95/p99 in ms."""
     prefix = f"bench-ticketing-{uuid.uuid4().hex[:8]}"
-    with TicketingSystem.start(redis_url, key_prefix=prefix) as system:
+    read_side = None
+    if projections_apart:
+        if redis_url is None:
+            raise ValueError("projections apart need Redis: another process shares nothing else")
+        read_side = _ReadSideProcess(redis_url, prefix)
+    try:
+        figure = _run(redis_url, prefix, concurrency, reservations, 0 if read_side else 1)
+    finally:
+        if read_side is not None:
+            read_side.stop()
+    if redis_url is not None:
+        delete_prefix(redis_url, f"{prefix}:")
+    return figure
+
+
+def _run(
+    redis_url: str | None, prefix: str, concurrency: int, reservations: int, projectors: int
+) -> dict[str, Any]:
+    with TicketingSystem.start(
+        redis_url, key_prefix=prefix, projection_consumers=projectors
+    ) as system:
         callers = Callers(system, reservations, seed=1, customer="c")
         callers.warm_up()
         with collector_pauses() as pauses:
@@ -94,8 +122,6 @@ def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str,
                 raise RuntimeError("the projections did not catch up within 120 s")
             caught_up = time.perf_counter()
     latencies = sorted(callers.latencies)
-    if redis_url is not None:
-        delete_prefix(redis_url, f"{prefix}:")
     return {
         "backend": "redis" if redis_url else "memory",
         "concurrency": concurrency,
@@ -111,6 +137,42 @@ def run(redis_url: str | None, concurrency: int, reservations: int) -> dict[str,
         "gc_total_ms": round(sum(pauses) * 1000, 1),
         "gc_longest_ms": round(max(pauses, default=0.0) * 1000, 1),
     }
+
+
+def _read_side_process(
+    redis_url: str, prefix: str, settings: tuple[tuple[int, ...], float], ready: Any, stop: Any
+) -> None:
+    """``--projections-apart``'s process: the read side of ``prefix``, until ``stop``."""
+    thresholds, interval = settings
+    gc.set_threshold(*thresholds)
+    sys.setswitchinterval(interval)
+    with TicketingProjections.start(redis_url, key_prefix=prefix):
+        ready.set()
+        stop.wait()
+
+
+class _ReadSideProcess:
+    """A spawned process running ``_read_side_process``, started and ready."""
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        context = multiprocessing.get_context("spawn")  # see run_systems
+        self._ready, self._stop = context.Event(), context.Event()
+        settings = (gc.get_threshold(), sys.getswitchinterval())
+        self._process = context.Process(
+            target=_read_side_process,
+            args=(redis_url, prefix, settings, self._ready, self._stop),
+            daemon=True,
+        )
+        self._process.start()
+        if not self._ready.wait(60):
+            self.stop()
+            raise RuntimeError("the read side's process did not start within 60 s")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._process.join(30)
+        if self._process.is_alive():
+            self._process.kill()
 
 
 def _system_process(
@@ -204,6 +266,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", metavar="URL", help="also measure on this Redis")
     parser.add_argument("--reservations", type=int, default=None, help="per repetition")
     parser.add_argument(
+        "--projections-apart",
+        action="store_true",
+        help="with --redis: also measure the read side in a process of its own at c=64",
+    )
+    parser.add_argument(
         "--systems",
         type=int,
         default=1,
@@ -271,8 +338,47 @@ def run_bench(args: argparse.Namespace, report: Any, console: Any) -> None:
                         higher_is_better=False,
                     )
                 )
+    if args.redis and args.projections_apart:
+        _measure_projections_apart(args, report, console, reservations)
     if args.redis and args.systems > 1:
         _measure_systems(args, report, console, reservations)
+
+
+def _measure_projections_apart(args: argparse.Namespace, report: Any, console: Any, n: int) -> None:
+    """The ``--projections-apart`` figure, beside the system keeping its projections
+    itself, measured in turns with it."""
+    from benchmarks._harness import Figure
+
+    together: list[dict[str, Any]] = []
+    apart: list[dict[str, Any]] = []
+    label = "redis c=64 read side apart"
+    with console.status(f"ticketing: {label}"):
+        for _ in range(args.repeat):
+            together.append(run(args.redis, 64, n))
+            apart.append(run(args.redis, 64, n, projections_apart=True))
+    for name, runs, base in (
+        ("redis c=64 read side in process", together, None),
+        (label, apart, "redis c=64 read side in process"),
+    ):
+        report.add(
+            Figure(
+                "ticketing",
+                name,
+                "reservations/s",
+                [s["reservations_per_s"] for s in runs],
+                baseline=base,
+            )
+        )
+        for share in ("p50", "p95", "p99"):
+            report.add(
+                Figure(
+                    "ticketing",
+                    f"{name} {share}",
+                    "ms",
+                    [s[f"{share}_ms"] for s in runs],
+                    higher_is_better=False,
+                )
+            )
 
 
 def _measure_systems(args: argparse.Namespace, report: Any, console: Any, n: int) -> None:

@@ -3,6 +3,7 @@
 ``TicketingSystem`` is the entry point: it starts the stores and subscriptions on a
 backend (in memory, or Redis) and offers ``create_event``, ``reserve`` (blocking until
 the reservation's saga has ended), ``availability``, ``reservation`` and ``verify``.
+``TicketingProjections`` runs the read side alone, for a process of its own.
 Everything else is internal (``domain._x`` modules).
 """
 
@@ -24,6 +25,7 @@ from domain._errors import (
 )
 from domain._gateway import Charge, DemoGateway, PaymentGateway, Refund
 from domain._outcome import Availability, ReservationOutcome, ReservationStatus
+from domain._read_side import TicketingProjections
 from domain._system import TicketingSystem
 from domain._verify import Check, InvariantReport, SectionReport
 
@@ -48,6 +50,7 @@ __all__ = [
     "SectionReport",
     "SystemStopped",
     "TicketingError",
+    "TicketingProjections",
     "TicketingSystem",
     "UnknownEvent",
     "UnknownSection",

@@ -18,13 +18,10 @@ import contextlib
 import itertools
 import json
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from _thread import allocate_lock as _allocate_lock
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
@@ -89,6 +86,14 @@ from domain._projections import (
     outcome_from,
     reservation_key,
 )
+from domain._read_side import (
+    backend,
+    default_node,
+    open_persistence,
+    projections_caught_up,
+    subscribe_projections,
+    wait_until,
+)
 from domain._repository import EventSourcedRepository
 from domain._saga import (
     CHILD_EVENTS,
@@ -136,7 +141,6 @@ log = logging.getLogger("domain.system")
 
 DEFAULT_CARD = "4242424242424242"
 SAGA_GROUP = "ticketing-saga"
-PROJECTIONS_GROUP = "ticketing-projections"
 ORPHAN_GRACE = 60.0
 """Seconds an index entry without a saga stream is kept open: its start may be in flight."""
 OUTCOMES_TOPIC = "ticketing-outcomes"
@@ -330,14 +334,6 @@ def _nothing_to_wait_for() -> None:
     pass
 
 
-@contextlib.contextmanager
-def _backend(doing: str) -> Iterator[None]:
-    try:
-        yield
-    except PersistenceError as error:
-        raise BackendUnavailable(f"{doing}: {error}") from error
-
-
 class TicketingSystem:
     """The ticketing system, embeddable: start it, use it from any thread, stop it.
 
@@ -444,19 +440,11 @@ class TicketingSystem:
         self._listening: Listening | None = None
         try:
             self._listening = notices.listen(OUTCOMES_TOPIC, self._outcome_noticed)
-            subscribe = persistence.subscriptions.subscribe
             for n in range(projection_consumers):
                 self._subscriptions.append(
-                    subscribe(
-                        PROJECTIONS_GROUP,
-                        self._projector,
-                        consumer=f"{node}-projections-{n}",
-                        claim_idle=claim_idle,
-                        max_deliveries=1000,
-                        retry_delay=0.1,
-                        types=Projector.TYPES,
-                    )
+                    subscribe_projections(persistence, self._projector, node, n, claim_idle)
                 )
+            subscribe = persistence.subscriptions.subscribe
             for n in range(saga_consumers):
                 self._subscriptions.append(
                     subscribe(
@@ -512,30 +500,37 @@ class TicketingSystem:
                 of its batch before it waits on any), so a few suffice; more threads
                 only compete for the GIL (2 and 1 gave 10-15% more reservations/s
                 at concurrency 64 than 8 and 2, on Redis and in memory).
+                ``projection_consumers=0`` leaves the projections to a
+                ``TicketingProjections`` in another process (on Redis: the read
+                side on another core); until one runs, ``availability``,
+                ``reservation`` and ``settle`` lag, and ``create_event`` waits up to
+                ``wait_timeout`` for its sections' availability.
             payment_workers: threads for gateway calls.
             claim_idle: seconds before an event pending on a silent consumer is
                 claimed by another.
             wait_timeout: how long internal waits (create_event, settle) may take.
 
         Raises:
+            InvalidRequest: a negative number of consumers.
             BackendUnavailable: the backend cannot be reached (or refuses to run:
                 Redis with an eviction policy, another partition layout).
         """
+        for name, count in (
+            ("saga_consumers", saga_consumers),
+            ("projection_consumers", projection_consumers),
+        ):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise InvalidRequest(name, f"a number of consumers (0 or more), got {count!r}")
         owns = persistence is None
         if persistence is None:
-            codec = make_codec()
-            with _backend("opening the backend"):
-                if redis_url is None:
-                    persistence = Persistence.in_memory(codec)
-                else:
-                    persistence = Persistence.on_redis(redis_url, codec, prefix=key_prefix)
+            persistence = open_persistence(redis_url, key_prefix)
         try:
-            with _backend("starting"):
+            with backend("starting"):
                 return cls(
                     persistence,
                     owns_persistence=owns,
                     gateway=gateway or DemoGateway(),
-                    node=node or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                    node=node or default_node(),
                     clock=clock or SystemClock(),
                     inventory=inventory or InventorySettings(),
                     payment=payment or PaymentSettings(),
@@ -623,7 +618,7 @@ class TicketingSystem:
             price_cents=check_price(price_cents),
         )
         events = self.persistence.events
-        with _backend(f"creating event {event_id!r}"):
+        with backend(f"creating event {event_id!r}"):
             existing = self._read_event(event_id)
             if existing is None:
                 # The catalog entry first: an event is never left out of the catalog.
@@ -762,7 +757,7 @@ class TicketingSystem:
         created = self._event(check_id("event_id", event_id))
         if check_id("section", section) not in created.sections:
             raise UnknownSection(event_id, section)
-        with _backend("reading availability"):
+        with backend("reading availability"):
             fields = self.persistence.projections.get(availability_key(event_id, section))
         if fields is None or "capacity" not in fields:
             raise BackendUnavailable(f"availability of {event_id}/{section} is not projected yet")
@@ -775,7 +770,7 @@ class TicketingSystem:
             InvalidRequest, BackendUnavailable.
         """
         rid = check_id("reservation_id", reservation_id)
-        with _backend("reading a reservation"):
+        with backend("reading a reservation"):
             fields = self.persistence.projections.get(reservation_key(rid))
         if fields is None or "status" not in fields:
             return None
@@ -788,13 +783,8 @@ class TicketingSystem:
         has handled every event appended so far: one ``Subscriptions.backlog`` per
         poll, however many reservations there are.
         """
-        subscriptions = self.persistence.subscriptions
-
-        def caught_up() -> bool:
-            return subscriptions.backlog(PROJECTIONS_GROUP) == 0
-
-        with _backend("settling the projections"):
-            return self._wait_until(caught_up, timeout)
+        with backend("settling the projections"):
+            return self._wait_until(lambda: projections_caught_up(self.persistence), timeout)
 
     def verify(self, timeout: float | None = None) -> InvariantReport:
         """Settle the projections, then check every invariant against the backend.
@@ -803,11 +793,11 @@ class TicketingSystem:
             BackendUnavailable: the backend failed.
         """
         self.settle(timeout)
-        with _backend("verifying"):
+        with backend("verifying"):
             return verify_store(self.persistence.events, self.persistence.projections)
 
     @staticmethod
-    def verify_backend(
+    def verifybackend(
         redis_url: str | None = None,
         *,
         key_prefix: str = "ticketing",
@@ -819,7 +809,7 @@ class TicketingSystem:
             BackendUnavailable: the backend cannot be reached.
         """
         owned = persistence is None
-        with _backend("verifying"):
+        with backend("verifying"):
             if persistence is None:
                 if redis_url is None:
                     raise InvalidRequest("redis_url", "give the Redis URL to verify")
@@ -912,7 +902,7 @@ class TicketingSystem:
     def _event(self, event_id: str) -> EventCreated:
         created = self._catalog.get(event_id)
         if created is None:
-            with _backend("reading the event"):
+            with backend("reading the event"):
                 created = self._read_event(event_id)
             if created is None:
                 raise UnknownEvent(event_id)
@@ -932,11 +922,4 @@ class TicketingSystem:
         return saga
 
     def _wait_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
-        deadline = time.monotonic() + (self._wait_timeout if timeout is None else timeout)
-        pause = 0.001
-        while not done():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        return True
+        return wait_until(done, self._wait_timeout if timeout is None else timeout)

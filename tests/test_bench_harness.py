@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks._harness import collector_pauses
 from benchmarks.stages import STEPS, measure, report
-from benchmarks.ticketing import run_systems
+from benchmarks.ticketing import run, run_systems
 
 
 def test_collector_pauses_records_each_collection_and_removes_its_callback() -> None:
@@ -31,6 +31,21 @@ def test_the_systems_figure_runs_every_reservation_through_processes_sharing_one
     assert figure["reservations_per_s"] > 0
     assert 0 < figure["p50_ms"] <= figure["p99_ms"]
     assert figure["cpu_ms_per_reservation"] > 0
+
+
+@pytest.mark.redis
+def test_the_read_side_apart_figure_counts_until_another_process_has_projected_everything(
+    redis_url: str,
+) -> None:
+    figure = run(redis_url, concurrency=4, reservations=60, projections_apart=True)
+    assert figure["completed"] == 40  # all of them after the 20 of the warm-up
+    assert figure["reservations_per_s"] > 0
+    assert 0 < figure["p50_ms"] <= figure["p99_ms"]
+
+
+def test_the_read_side_apart_needs_redis() -> None:
+    with pytest.raises(ValueError, match="need Redis"):
+        run(None, concurrency=1, reservations=25, projections_apart=True)
 
 
 def test_the_stages_of_each_reservation_come_in_the_order_the_saga_takes_them() -> None:

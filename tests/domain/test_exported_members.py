@@ -27,6 +27,7 @@ def test_the_public_names_of_domain_are_pinned() -> None:
         "SectionReport",
         "SystemStopped",
         "TicketingError",
+        "TicketingProjections",
         "TicketingSystem",
         "UnknownEvent",
         "UnknownSection",
