@@ -797,7 +797,7 @@ class TicketingSystem:
             return verify_store(self.persistence.events, self.persistence.projections)
 
     @staticmethod
-    def verifybackend(
+    def verify_backend(
         redis_url: str | None = None,
         *,
         key_prefix: str = "ticketing",
