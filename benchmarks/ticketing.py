@@ -347,44 +347,18 @@ def run_bench(args: argparse.Namespace, report: Any, console: Any) -> None:
 def _measure_projections_apart(args: argparse.Namespace, report: Any, console: Any, n: int) -> None:
     """The ``--projections-apart`` figure, beside the system keeping its projections
     itself, measured in turns with it."""
-    from benchmarks._harness import Figure
-
+    label = "redis c=64 read side apart"
     together: list[dict[str, Any]] = []
     apart: list[dict[str, Any]] = []
-    label = "redis c=64 read side apart"
     with console.status(f"ticketing: {label}"):
         for _ in range(args.repeat):
             together.append(run(args.redis, 64, n))
             apart.append(run(args.redis, 64, n, projections_apart=True))
-    for name, runs, base in (
-        ("redis c=64 read side in process", together, None),
-        (label, apart, "redis c=64 read side in process"),
-    ):
-        report.add(
-            Figure(
-                "ticketing",
-                name,
-                "reservations/s",
-                [s["reservations_per_s"] for s in runs],
-                baseline=base,
-            )
-        )
-        for share in ("p50", "p95", "p99"):
-            report.add(
-                Figure(
-                    "ticketing",
-                    f"{name} {share}",
-                    "ms",
-                    [s[f"{share}_ms"] for s in runs],
-                    higher_is_better=False,
-                )
-            )
+    _report_pair(report, "redis c=64 read side in process", together, label, apart)
 
 
 def _measure_systems(args: argparse.Namespace, report: Any, console: Any, n: int) -> None:
     """The ``--systems`` figure, beside one system on Redis measured in turns with it."""
-    from benchmarks._harness import Figure
-
     label = f"redis c=64, {args.systems} systems"
     alone: list[dict[str, Any]] = []
     shared: list[dict[str, Any]] = []
@@ -392,36 +366,53 @@ def _measure_systems(args: argparse.Namespace, report: Any, console: Any, n: int
         for _ in range(args.repeat):
             alone.append(run_systems(args.redis, 1, 64, n))
             shared.append(run_systems(args.redis, args.systems, 64, n))
-    for name, runs, base in (
-        ("redis c=64, 1 system", alone, None),
-        (label, shared, "redis c=64, 1 system"),
-    ):
+    _report_pair(
+        report, "redis c=64, 1 system", alone, label, shared, cpu=True, shares=("p50", "p99")
+    )
+
+
+def _report_pair(
+    report: Any,
+    base: str,
+    base_runs: list[dict[str, Any]],
+    name: str,
+    runs: list[dict[str, Any]],
+    *,
+    cpu: bool = False,
+    shares: tuple[str, ...] = ("p50", "p95", "p99"),
+) -> None:
+    """Reservations/s (``name``'s against ``base``'s), CPU per reservation if measured,
+    and latencies of two configurations measured in turns."""
+    from benchmarks._harness import Figure
+
+    for label, samples, baseline in ((base, base_runs, None), (name, runs, base)):
         report.add(
             Figure(
                 "ticketing",
-                name,
+                label,
                 "reservations/s",
-                [s["reservations_per_s"] for s in runs],
-                baseline=base,
+                [s["reservations_per_s"] for s in samples],
+                baseline=baseline,
             )
         )
-        report.add(
-            Figure(
-                "ticketing",
-                f"{name} cpu per reservation",
-                "ms",
-                [s["cpu_ms_per_reservation"] for s in runs],
-                baseline=None if base is None else f"{base} cpu per reservation",
-                higher_is_better=False,
-            )
-        )
-        for share in ("p50", "p99"):
+        if cpu:
             report.add(
                 Figure(
                     "ticketing",
-                    f"{name} {share}",
+                    f"{label} cpu per reservation",
                     "ms",
-                    [s[f"{share}_ms"] for s in runs],
+                    [s["cpu_ms_per_reservation"] for s in samples],
+                    baseline=None if baseline is None else f"{baseline} cpu per reservation",
+                    higher_is_better=False,
+                )
+            )
+        for share in shares:
+            report.add(
+                Figure(
+                    "ticketing",
+                    f"{label} {share}",
+                    "ms",
+                    [s[f"{share}_ms"] for s in samples],
                     higher_is_better=False,
                 )
             )
