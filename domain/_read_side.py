@@ -25,12 +25,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
+from typing import TypeVar
 
-from domain._errors import BackendUnavailable, InvalidRequest
+from domain._errors import BackendUnavailable
 from domain._events import make_codec
 from domain._projections import Projector
+from domain._validation import check_consumers
 from persistence import Persistence, PersistenceError, Subscription
 
 __all__ = [
@@ -39,9 +41,13 @@ __all__ = [
     "backend",
     "default_node",
     "projections_caught_up",
+    "start_on_backend",
+    "stop_subscriptions",
     "subscribe_projections",
     "wait_until",
 ]
+
+T = TypeVar("T")
 
 PROJECTIONS_GROUP = "ticketing-projections"
 
@@ -67,6 +73,32 @@ def open_persistence(redis_url: str | None, key_prefix: str) -> Persistence:
         if redis_url is None:
             return Persistence.in_memory(codec)
         return Persistence.on_redis(redis_url, codec, prefix=key_prefix)
+
+
+def start_on_backend(
+    redis_url: str | None,
+    key_prefix: str,
+    persistence: Persistence | None,
+    build: Callable[[Persistence, bool], T],
+) -> T:
+    """``build(backend, owned)`` on ``persistence``, or on a backend opened for it
+    (``owned``: the built object closes it), closed again if ``build`` raises."""
+    owns = persistence is None
+    if persistence is None:
+        persistence = open_persistence(redis_url, key_prefix)
+    try:
+        return build(persistence, owns)
+    except BaseException:
+        if owns:
+            persistence.close()
+        raise
+
+
+def stop_subscriptions(subscriptions: Sequence[Subscription], timeout: float) -> None:
+    for subscription in subscriptions:
+        subscription.stop(0)  # tell them all first: each may be blocked in a read
+    for subscription in subscriptions:
+        subscription.stop(timeout)
 
 
 def subscribe_projections(
@@ -136,6 +168,7 @@ class TicketingProjections:
                         subscribe_projections(persistence, projector, node, n, claim_idle)
                     )
         except BaseException:
+            self._owns_persistence = False  # start() closes it
             self.stop()
             raise
 
@@ -172,24 +205,20 @@ class TicketingProjections:
             InvalidRequest: fewer than one consumer.
             BackendUnavailable: the backend cannot be reached.
         """
-        if isinstance(consumers, bool) or not isinstance(consumers, int) or consumers < 1:
-            raise InvalidRequest("consumers", f"at least 1 consumer, got {consumers!r}")
-        owns = persistence is None
-        if persistence is None:
-            persistence = open_persistence(redis_url, key_prefix)
-        try:
-            return cls(
-                persistence,
-                owns_persistence=owns,
+        check_consumers("consumers", consumers, least=1)
+        return start_on_backend(
+            redis_url,
+            key_prefix,
+            persistence,
+            lambda backend, owned: cls(
+                backend,
+                owns_persistence=owned,
                 consumers=consumers,
                 node=node or default_node(),
                 claim_idle=claim_idle,
                 wait_timeout=wait_timeout,
-            )
-        except BaseException:
-            if owns:
-                persistence.close()
-            raise
+            ),
+        )
 
     def settle(self, timeout: float | None = None) -> bool:
         """Wait until the projections reflect every event stored; False on timeout."""
@@ -211,10 +240,7 @@ class TicketingProjections:
             if self._stopped.is_set():
                 return
             self._stopped.set()
-        for subscription in self._subscriptions:
-            subscription.stop(0)  # tell them all first: each may be blocked in a read
-        for subscription in self._subscriptions:
-            subscription.stop(timeout)
+        stop_subscriptions(self._subscriptions, timeout)
         if self._owns_persistence:
             self.persistence.close()
 

@@ -89,8 +89,9 @@ from domain._projections import (
 from domain._read_side import (
     backend,
     default_node,
-    open_persistence,
     projections_caught_up,
+    start_on_backend,
+    stop_subscriptions,
     subscribe_projections,
     wait_until,
 )
@@ -113,6 +114,7 @@ from domain._saga import (
 )
 from domain._validation import (
     check_card,
+    check_consumers,
     check_customer,
     check_id,
     check_price,
@@ -514,20 +516,14 @@ class TicketingSystem:
             BackendUnavailable: the backend cannot be reached (or refuses to run:
                 Redis with an eviction policy, another partition layout).
         """
-        for name, count in (
-            ("saga_consumers", saga_consumers),
-            ("projection_consumers", projection_consumers),
-        ):
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise InvalidRequest(name, f"a number of consumers (0 or more), got {count!r}")
-        owns = persistence is None
-        if persistence is None:
-            persistence = open_persistence(redis_url, key_prefix)
-        try:
+        check_consumers("saga_consumers", saga_consumers, least=0)
+        check_consumers("projection_consumers", projection_consumers, least=0)
+
+        def build(opened: Persistence, owned: bool) -> TicketingSystem:
             with backend("starting"):
                 return cls(
-                    persistence,
-                    owns_persistence=owns,
+                    opened,
+                    owns_persistence=owned,
                     gateway=gateway or DemoGateway(),
                     node=node or default_node(),
                     clock=clock or SystemClock(),
@@ -540,10 +536,8 @@ class TicketingSystem:
                     claim_idle=claim_idle,
                     wait_timeout=wait_timeout,
                 )
-        except BaseException:
-            if owns:
-                persistence.close()
-            raise
+
+        return start_on_backend(redis_url, key_prefix, persistence, build)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -558,11 +552,7 @@ class TicketingSystem:
             if self._stopped:
                 return
             self._stopped = True
-        subscriptions = getattr(self, "_subscriptions", [])
-        for subscription in subscriptions:
-            subscription.stop(0)  # tell them all first: each may be blocked in a read
-        for subscription in subscriptions:
-            subscription.stop(timeout)
+        stop_subscriptions(getattr(self, "_subscriptions", []), timeout)
         listening = getattr(self, "_listening", None)
         if listening is not None:
             listening.stop(timeout)

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_CAPACITY",
     "check_capacity",
     "check_card",
+    "check_consumers",
     "check_customer",
     "check_id",
     "check_price",
@@ -54,6 +55,14 @@ def check_capacity(field: str, value: object) -> int:
     number = _int(field, value)
     if not 1 <= number <= MAX_CAPACITY:
         raise InvalidRequest(field, f"{number} is not within 1..{MAX_CAPACITY}")
+    return number
+
+
+def check_consumers(field: str, value: object, least: int) -> int:
+    """A number of consumers of a group in one process: ``least`` or more."""
+    number = _int(field, value)
+    if number < least:
+        raise InvalidRequest(field, f"{number} consumers; at least {least}")
     return number
 
 
