@@ -139,13 +139,26 @@ def _run(
     }
 
 
-def _read_side_process(
-    redis_url: str, prefix: str, settings: tuple[tuple[int, ...], float], ready: Any, stop: Any
-) -> None:
-    """``--projections-apart``'s process: the read side of ``prefix``, until ``stop``."""
+Settings = tuple[tuple[int, ...], float]
+"""The parent's collector thresholds and switch interval (its --gc and
+--switch-interval), for a spawned child to take."""
+
+
+def _settings() -> Settings:
+    return gc.get_threshold(), sys.getswitchinterval()
+
+
+def _take_settings(settings: Settings) -> None:
     thresholds, interval = settings
     gc.set_threshold(*thresholds)
     sys.setswitchinterval(interval)
+
+
+def _read_side_process(
+    redis_url: str, prefix: str, settings: Settings, ready: Any, stop: Any
+) -> None:
+    """``--projections-apart``'s process: the read side of ``prefix``, until ``stop``."""
+    _take_settings(settings)
     with TicketingProjections.start(redis_url, key_prefix=prefix):
         ready.set()
         stop.wait()
@@ -157,10 +170,9 @@ class _ReadSideProcess:
     def __init__(self, redis_url: str, prefix: str) -> None:
         context = multiprocessing.get_context("spawn")  # see run_systems
         self._ready, self._stop = context.Event(), context.Event()
-        settings = (gc.get_threshold(), sys.getswitchinterval())
         self._process = context.Process(
             target=_read_side_process,
-            args=(redis_url, prefix, settings, self._ready, self._stop),
+            args=(redis_url, prefix, _settings(), self._ready, self._stop),
             daemon=True,
         )
         self._process.start()
@@ -181,14 +193,12 @@ def _system_process(
     index: int,
     concurrency: int,
     reservations: int,
-    settings: tuple[tuple[int, ...], float],
+    settings: Settings,
     barrier: Any,
     results: Any,
 ) -> None:
     """One of ``run_systems``'s processes: a system, its share of the callers."""
-    thresholds, interval = settings  # the parent's --gc and --switch-interval
-    gc.set_threshold(*thresholds)
-    sys.setswitchinterval(interval)
+    _take_settings(settings)
     with TicketingSystem.start(redis_url, key_prefix=prefix, node=f"bench-{index}") as system:
         callers = Callers(system, reservations, seed=index, customer=f"c{index}-")
         callers.warm_up()
@@ -229,7 +239,7 @@ def run_systems(
     # forked child inherits their locks in whatever state they were.
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(systems), context.Queue()
-    settings = (gc.get_threshold(), sys.getswitchinterval())
+    settings = _settings()
     share = reservations // systems + WARM_UP
     processes = [
         context.Process(
