@@ -200,6 +200,20 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
+def check_index_cursor(after: Sequence[str] | None, partitions: int, start: str) -> list[str]:
+    """A stream index cursor as a list (``start`` per partition when None).
+
+    Raises:
+        ValueError: not one position per partition (a cursor of another layout).
+    """
+    if after is None:
+        return [start] * partitions
+    cursor = list(after)
+    if len(cursor) != partitions or not all(isinstance(c, str) for c in cursor):
+        raise ValueError(f"an index cursor needs one position (str) per partition ({partitions})")
+    return cursor
+
+
 def check_partitions(partitions: int) -> int:
     """Raises ValueError unless 1 <= partitions <= 1024."""
     if isinstance(partitions, bool) or not isinstance(partitions, int):

@@ -27,6 +27,8 @@ from persistence._common import (
     POSITION_FIELD,
     apply_each,
     check_increment,
+    check_index_cursor,
+    check_name,
     check_partitions,
     expected_as_int,
     field_value,
@@ -48,6 +50,7 @@ from persistence._ports import (
     EventMetadata,
     ExpectedVersion,
     FeedPosition,
+    IndexPage,
     ProjectionStore,
     ProjectionUpdate,
     RecordedEvent,
@@ -132,6 +135,7 @@ class MemoryEventStore:
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._feeds = [_Feed() for _ in range(partitions)]
         self._groups: dict[str, _Group] = {}
+        self._indexes: dict[str, list[list[str]]] = {}  # name -> per partition
 
     @property
     def codec(self) -> Codec:
@@ -150,8 +154,12 @@ class MemoryEventStore:
         events: Sequence[BaseModel],
         expected_version: ExpectedVersion,
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
+        *,
+        index: str | None = None,
     ) -> AppendResult:
         """See ``EventStore.append``."""
+        if index is not None:
+            check_name("stream index", index)
         if type(expected_version) is int and expected_version >= 0:
             expected = expected_version
         else:
@@ -193,6 +201,11 @@ class MemoryEventStore:
             # would only have the others find nothing (ten threads and GIL hand-offs
             # per append). Each append wakes another waiting consumer, so entries
             # appended while the first is busy are not left to wait for it.
+            if index is not None and version == 0:
+                listed = self._indexes.get(index)
+                if listed is None:
+                    listed = self._indexes[index] = [[] for _ in self._feeds]
+                listed[partition].append(stream_id)
             for group in self._groups.values():
                 if group.wakeup is not None:
                     group.wakeup.notify()
@@ -237,16 +250,35 @@ class MemoryEventStore:
         events: Sequence[BaseModel],
         expected_version: ExpectedVersion,
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
+        *,
+        index: str | None = None,
     ) -> Future[AppendResult]:
         """See ``EventStore.append_async``: in memory the future is done at once."""
         future: Future[AppendResult] = LightFuture()
         try:
-            future.set_result(self.append(stream_id, events, expected_version, metadata))
+            future.set_result(
+                self.append(stream_id, events, expected_version, metadata, index=index)
+            )
         except (ValueError, UnregisteredEvent):  # a wrong call, not an outcome
             raise
         except PersistenceError as error:
             future.set_exception(error)
         return future
+
+    def read_index(self, index: str, after: Sequence[str] | None = None) -> IndexPage:
+        """See ``EventStore.read_index`` (a position is how many of the partition's
+        entries were read)."""
+        check_name("stream index", index)
+        cursor = check_index_cursor(after, self._partitions, "0")
+        try:
+            starts = [int(position) for position in cursor]
+        except ValueError:
+            raise ValueError(f"not a cursor of this store's index: {cursor!r}") from None
+        with self._lock:
+            listed = self._indexes.get(index) or [[] for _ in self._feeds]
+            pages = [listed[p][start:] for p, start in enumerate(starts)]
+        ids = tuple(stream_id for page in pages for stream_id in page)
+        return IndexPage(ids, tuple(str(s + len(p)) for s, p in zip(starts, pages, strict=True)))
 
     def read(
         self, stream_id: str, from_version: int = 0, to_version: int | None = None

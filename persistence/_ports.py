@@ -26,6 +26,7 @@ __all__ = [
     "EventStore",
     "ExpectedVersion",
     "FeedPosition",
+    "IndexPage",
     "Listening",
     "NoticeHandler",
     "Notices",
@@ -146,6 +147,18 @@ class AppendResult:
     positions: tuple[FeedPosition, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class IndexPage:
+    """Streams a stream index lists (see ``EventStore.read_index``), and where to go on.
+
+    ``cursor`` is opaque (one entry per partition): pass it as ``after`` to read what
+    was listed since; it can be kept as JSON (a list of strings).
+    """
+
+    stream_ids: tuple[str, ...]
+    cursor: tuple[str, ...]
+
+
 class EventStore(Protocol):
     """Streams of events, one per aggregate, with optimistic concurrency.
 
@@ -169,6 +182,8 @@ class EventStore(Protocol):
         events: Sequence[BaseModel],
         expected_version: ExpectedVersion,
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
+        *,
+        index: str | None = None,
     ) -> AppendResult:
         """Append ``events`` atomically (all or none) if the version is as expected.
 
@@ -185,6 +200,12 @@ class EventStore(Protocol):
             metadata: one per event; or one whose correlation/causation ids and extra
                 apply to all (each event then gets a fresh event id unless there is a
                 single event); or None (fresh event ids).
+            index: a stream index (a name, as a key prefix's parts are: no braces,
+                glob characters or spaces) that lists the stream when this append
+                creates it (the stream had no events), in the same atomic step: an
+                append that conflicts, or is a retry, lists nothing, and a stream is
+                listed once (see ``read_index``). Appends to an existing stream list
+                nothing, so passing it on every append of a kind of stream is fine.
 
         Returns:
             The stream's new version and each event's feed position.
@@ -206,6 +227,8 @@ class EventStore(Protocol):
         events: Sequence[BaseModel],
         expected_version: ExpectedVersion,
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
+        *,
+        index: str | None = None,
     ) -> Future[AppendResult]:
         """``append`` without waiting: the future gets its result or its error.
 
@@ -219,6 +242,22 @@ class EventStore(Protocol):
         Raises:
             ValueError: no events.
             UnregisteredEvent: an event's class is not registered with the codec.
+        """
+        ...
+
+    def read_index(self, index: str, after: Sequence[str] | None = None) -> IndexPage:
+        """The streams ``index`` lists (see ``append``), each once: those listed since
+        ``after`` (a previous page's ``cursor``), or all of them.
+
+        In the order they were created within each partition (partitions one after
+        another); a stream whose creating append is still in flight is not listed
+        yet. A secondary index written with the appends themselves: a process that
+        must find every stream of a kind after a crash (unfinished sagas, say) reads
+        it from a checkpoint, and no stream can exist without being listed.
+
+        Raises:
+            ValueError: a cursor of another index layout (another partition count).
+            EventStoreUnavailable: the backend could not be reached.
         """
         ...
 

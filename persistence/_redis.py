@@ -39,7 +39,14 @@ from redis.retry import Retry
 
 from actors import LightFuture
 from persistence._codec import Codec
-from persistence._common import EMPTY_EXTRA, expected_as_int, metadata_for, new_event_id
+from persistence._common import (
+    EMPTY_EXTRA,
+    check_index_cursor,
+    check_name,
+    expected_as_int,
+    metadata_for,
+    new_event_id,
+)
 from persistence._errors import (
     BackendError,
     CodecError,
@@ -58,6 +65,7 @@ from persistence._ports import (
     EventMetadata,
     ExpectedVersion,
     FeedPosition,
+    IndexPage,
     RecordedEvent,
 )
 from persistence._redis_errors import map_redis_error, map_redis_errors
@@ -717,6 +725,7 @@ class RedisEventStore:
         self._retries = retries
         # Per-partition key parts, computed once: the append path only formats ids.
         self._stream_prefix = [f"{self._layout.tag(p)}:stream:" for p in range(partitions)]
+        self._indexes: dict[str, list[str]] = {}
         self._feed_keys = [self._layout.feed(p) for p in range(partitions)]
 
     @classmethod
@@ -781,9 +790,13 @@ class RedisEventStore:
         events: Sequence[BaseModel],
         expected_version: ExpectedVersion,
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
+        *,
+        index: str | None = None,
     ) -> AppendResult:
         """See ``EventStore.append``."""
-        command, partition = self._append_command(stream_id, events, expected_version, metadata)
+        command, partition = self._append_command(
+            stream_id, events, expected_version, metadata, index
+        )
         try:
             reply = self._writer.call(command)
         except PersistenceError:
@@ -798,9 +811,13 @@ class RedisEventStore:
         events: Sequence[BaseModel],
         expected_version: ExpectedVersion,
         metadata: Sequence[EventMetadata] | EventMetadata | None = None,
+        *,
+        index: str | None = None,
     ) -> Future[AppendResult]:
         """See ``EventStore.append_async``: pipelined by the store's I/O thread."""
-        command, partition = self._append_command(stream_id, events, expected_version, metadata)
+        command, partition = self._append_command(
+            stream_id, events, expected_version, metadata, index
+        )
         return self._pipe.submit(
             command,
             _append_result,
@@ -814,6 +831,7 @@ class RedisEventStore:
         events: Sequence[BaseModel],
         expected_version: ExpectedVersion,
         metadata: Sequence[EventMetadata] | EventMetadata | None,
+        index: str | None = None,
     ) -> tuple[tuple[Any, ...], int]:
         """The ``EVALSHA`` of the append script for these events, and the partition."""
         # The hot path of every command: no EventMetadata objects unless the caller
@@ -824,16 +842,24 @@ class RedisEventStore:
             expected = expected_as_int(expected_version)
         count = len(events)
         partition = crc32(stream_id.encode()) % self._partitions
-        command: list[Any] = [
-            "EVALSHA",
-            self._writer.sha,
-            2,
-            self._stream_prefix[partition] + stream_id,
-            self._feed_keys[partition],
-            expected,
-            count,
-            stream_id,
-        ]
+        if index is None:
+            command: list[Any] = [
+                "EVALSHA",
+                self._writer.sha,
+                2,
+                self._stream_prefix[partition] + stream_id,
+                self._feed_keys[partition],
+            ]
+        else:
+            command = [
+                "EVALSHA",
+                self._writer.sha,
+                3,
+                self._stream_prefix[partition] + stream_id,
+                self._feed_keys[partition],
+                self._index_keys(index)[partition],
+            ]
+        command += (expected, count, stream_id)
         by_model = self._codec._by_model
         if metadata is None:
             if count == 0:
@@ -868,6 +894,15 @@ class RedisEventStore:
                     _packb(dict(meta.extra)) if meta.extra else b"",
                 )
         return tuple(command), partition
+
+    def _index_keys(self, index: str) -> list[str]:
+        """The keys of stream index ``index``, one per partition (made once per name)."""
+        keys = self._indexes.get(index)
+        if keys is None:
+            check_name("stream index", index)
+            keys = [self._layout.index(p, index) for p in range(self._partitions)]
+            self._indexes[index] = keys
+        return keys
 
     # -- reading -------------------------------------------------------------------
 
@@ -910,6 +945,31 @@ class RedisEventStore:
 
     def _round_trip(self, send: Callable[[Any], Any], doing: str, resend: bool = True) -> Any:
         return _round_trip(self._client, send, doing, self._retries, resend)
+
+    def read_index(self, index: str, after: Sequence[str] | None = None) -> IndexPage:
+        """See ``EventStore.read_index``: an ``XRANGE`` page per partition and round
+        trip, the partitions' pages pipelined."""
+        keys = self._index_keys(index)
+        cursor = check_index_cursor(after, self._partitions, "0-0")
+        found: list[list[str]] = [[] for _ in keys]
+        doing = f"read stream index {index!r}"
+        todo = list(range(self._partitions))
+        while todo:
+            replies = self.pipeline(
+                [("XRANGE", keys[p], f"({cursor[p]}", "+", "COUNT", READ_PAGE) for p in todo],
+                doing=doing,
+            )
+            more = []
+            for partition, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, Exception):
+                    raise map_redis_error(reply, doing)
+                for entry_id, fields in reply:
+                    cursor[partition] = entry_id.decode()
+                    found[partition].append(_listed(fields))
+                if len(reply) == READ_PAGE:
+                    more.append(partition)
+            todo = more
+        return IndexPage(tuple(s for listed in found for s in listed), tuple(cursor))
 
     def read(
         self, stream_id: str, from_version: int = 0, to_version: int | None = None
@@ -1271,6 +1331,14 @@ def _append_result(
             f" {reply[2].decode(errors='replace')}"
         )
     raise BackendError(f"append to {stream_id!r}: unexpected reply {reply!r}")
+
+
+def _listed(fields: list[bytes]) -> str:
+    """The stream id of an index entry (fields ``stream <id>``)."""
+    for name, value in zip(fields[::2], fields[1::2], strict=True):
+        if name == b"stream":
+            return value.decode()
+    raise BackendError(f"a stream index entry without a stream: {fields!r}")
 
 
 def _extra(packed: bytes) -> Any:

@@ -68,6 +68,10 @@ class RedisLayout:
         """The partition's feed, read by consumer groups."""
         return f"{self.tag(partition)}:feed"
 
+    def index(self, partition: int, name: str) -> str:
+        """Stream index ``name``: the streams of this partition it lists (same slot)."""
+        return f"{self.tag(partition)}:index:{name}"
+
     def dead(self, partition: int, group: str) -> str:
         """The dead letters of ``group`` from this partition's feed."""
         return f"{self.tag(partition)}:dead:{group}"

@@ -26,7 +26,8 @@ causation_id, recorded_at, extra."""
 
 APPEND = """
 -- Append events to an aggregate stream and to its partition feed, atomically.
--- KEYS[1] aggregate stream, KEYS[2] partition feed (same hash slot)
+-- KEYS[1] aggregate stream, KEYS[2] partition feed, KEYS[3] (optional) a stream
+-- index that lists the stream if this append creates it (all in one hash slot)
 -- ARGV[1] expected version (-1 = any), ARGV[2] event count n, ARGV[3] stream id,
 -- then 8 values per event: type, schema, data, event_id, correlation_id,
 -- causation_id, recorded_at, extra.
@@ -82,6 +83,12 @@ end
 -- One that another client wrote to (an entry with an id above "<version>-0")
 -- refuses the first stream XADD after its feed XADD: that feed entry is deleted
 -- again, in this same atomic script, so no subscriber ever sees half an append.
+-- The index entry of a stream this append creates is the first write, so that a
+-- server that refuses it (full, or a key of another type) has written nothing.
+local listed = false
+if #KEYS > 2 and version == 0 then
+  listed = redis.call('XADD', KEYS[3], '*', 'stream', ARGV[3])
+end
 local out = {1, version + n}
 for i = 1, n do
   local o = 4 + (i - 1) * 8
@@ -98,6 +105,7 @@ for i = 1, n do
     'feed', id)
   if type(added) == 'table' and added.err then
     for j = 3, #out do redis.call('XDEL', feed, out[j]) end
+    if listed then redis.call('XDEL', KEYS[3], listed) end
     for j = 1, i - 1 do redis.call('XDEL', stream, (version + j) .. '-0') end
     return {4, version, added.err}
   end

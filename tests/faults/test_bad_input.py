@@ -129,6 +129,22 @@ def test_an_append_to_a_stream_another_client_wrote_is_refused_and_writes_nothin
     assert len(store.read_feed(partition)) == feed_before
 
 
+def test_a_refused_append_that_would_create_its_stream_leaves_no_index_entry(
+    store: RedisEventStore, plain: redis.Redis
+) -> None:
+    """Figure: a stream whose only entry (id 9-0) another client deleted (length 0, but
+    ids up to 9-0 taken), 1 append asking for an index: BackendError; the index, the
+    stream and the feed unchanged."""
+    plain.xadd(stream_key("acct"), good_fields(), id="9-0")  # type: ignore[arg-type]
+    plain.xdel(stream_key("acct"), "9-0")
+
+    with pytest.raises(BackendError, match="'acct'"):
+        store.append("acct", [Deposited(account="a", amount=1)], NO_STREAM, index="accounts")
+    assert store.read_index("accounts").stream_ids == ()
+    assert plain.xlen(stream_key("acct")) == 0
+    assert store.read_feed(store.partition_of("acct")) == []
+
+
 def test_a_stream_key_of_another_type_is_refused_without_writing_the_feed(
     store: RedisEventStore, plain: redis.Redis
 ) -> None:

@@ -325,3 +325,73 @@ def test_trimming_feeds_keeps_what_a_group_has_not_acknowledged(adapter: Persist
     assert removed == 5
     assert [e.version for e in store.read_feed(partition)] == [6]
     assert [e.version for e in store.read("t")] == [1, 2, 3, 4, 5, 6]  # streams never trimmed
+
+
+def test_a_stream_index_lists_each_stream_its_first_append_creates_once(
+    adapter: Persistence,
+) -> None:
+    store = adapter.events
+    store.append("order-1", deposits(1), NO_STREAM, index="orders")
+    store.append("order-1", deposits(2), 1, index="orders")  # exists: not listed again
+    store.append("order-2", deposits(3, 4), ANY, index="orders")
+    store.append("order-3", deposits(5), NO_STREAM)  # no index asked for
+    store.append_async("order-4", deposits(6), NO_STREAM, index="orders").result(timeout=5)
+    store.append("other-1", deposits(7), NO_STREAM, index="others")
+
+    page = store.read_index("orders")
+
+    assert sorted(page.stream_ids) == ["order-1", "order-2", "order-4"]
+    assert store.read_index("others").stream_ids == ("other-1",)
+    assert store.read_index("nothing-listed").stream_ids == ()
+    assert len(page.cursor) == store.partitions
+
+
+def test_a_stream_index_lists_nothing_for_a_conflict_or_a_retried_append(
+    adapter: Persistence,
+) -> None:
+    store = adapter.events
+    meta = [EventMetadata("ev-a"), EventMetadata("ev-b")]
+    store.append("order-1", deposits(1, 2), NO_STREAM, meta, index="orders")
+    with pytest.raises(ConcurrencyError):
+        store.append("order-1", deposits(3), NO_STREAM, index="orders")
+    store.append("order-1", deposits(1, 2), NO_STREAM, meta, index="orders")  # a retry
+
+    assert store.read_index("orders").stream_ids == ("order-1",)
+
+
+def test_a_stream_index_read_from_a_cursor_lists_only_the_streams_created_since(
+    adapter: Persistence,
+) -> None:
+    store = adapter.events
+    first = [f"order-{n}" for n in range(40)]
+    for stream_id in first:
+        store.append(stream_id, deposits(1), NO_STREAM, index="orders")
+    page = store.read_index("orders")
+    for stream_id in first:  # more events to the same streams: nothing new listed
+        store.append(stream_id, deposits(2), 1, index="orders")
+    later = [f"order-{n}" for n in range(40, 50)]
+    for stream_id in later:
+        store.append(stream_id, deposits(1), NO_STREAM, index="orders")
+
+    since = store.read_index("orders", after=page.cursor)
+
+    assert sorted(page.stream_ids) == sorted(first)
+    assert sorted(since.stream_ids) == sorted(later)
+    assert store.read_index("orders", after=since.cursor).stream_ids == ()
+    # Within a partition, in the order the streams were created.
+    for partition in range(store.partitions):
+        mine = [s for s in page.stream_ids + since.stream_ids if store.partition_of(s) == partition]
+        assert mine == [s for s in first + later if store.partition_of(s) == partition]
+
+
+def test_a_stream_index_refuses_a_bad_name_or_a_cursor_of_another_layout(
+    adapter: Persistence,
+) -> None:
+    store = adapter.events
+    with pytest.raises(ValueError, match="stream index"):
+        store.append("order-1", deposits(1), NO_STREAM, index="bad name")
+    with pytest.raises(ValueError, match="stream index"):
+        store.read_index("{bad}")
+    with pytest.raises(ValueError, match="cursor"):
+        store.read_index("orders", after=("0",))
+    assert store.stream_version("order-1") == 0

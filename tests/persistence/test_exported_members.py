@@ -7,7 +7,7 @@ import persistence
 EXPECTED = {
     # ports and values
     "ANY", "NO_STREAM", "AppendResult", "DeadLetter", "EventMetadata", "EventStore",
-    "ExpectedVersion", "FeedPosition", "ProjectionGenerations", "ProjectionStore",
+    "ExpectedVersion", "FeedPosition", "IndexPage", "ProjectionGenerations", "ProjectionStore",
     "ProjectionUpdate", "Projector", "RecordedEvent", "Snapshot", "SnapshotStore", "StartFrom",
     "Subscription", "SubscriptionHandler", "Subscriptions", "Notices", "NoticeHandler",
     "Listening",

@@ -105,6 +105,7 @@ def test_every_key_one_append_or_dead_lettering_touches_is_in_one_hash_slot(
                 layout.feed(partition),
                 layout.dead(partition, "group"),
                 layout.snapshot(stream_id),
+                layout.index(partition, "index"),
             )
         }
         assert len(slots) == 1, stream_id
