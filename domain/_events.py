@@ -10,7 +10,12 @@ Streams (one per aggregate; stream ids are built by the functions below, nowhere
                                   ``PaymentFailed``, ``PaymentRefunded``
 ``reservation-{reservation_id}``  the saga: ``ReservationStarted`` ... ``ReservationCompleted``
                                   / ``ReservationRejected`` / ``ReservationCancelled``
-``sagas-{n}``                     ``SagaOpened``: index of reservations, for recovery
+``sagas-{n}``                     ``SagaOpened``: the index of reservations that
+                                  versions before the stream index ``sagas`` wrote
+                                  (still read by recovery and ``verify``; no longer written)
+
+Every ``reservation-{id}`` stream is listed in the event store's stream index
+``sagas`` (``SAGA_INDEX``) by the append that creates it, for recovery.
 
 Event and section ids never contain ``-`` (see ``_validation``), so the inventory
 stream id is unambiguous. Rejections of a reservation are events too
@@ -30,6 +35,7 @@ __all__ = [
     "INVENTORY_EVENTS",
     "PAYMENT_EVENTS",
     "SAGA_EVENTS",
+    "SAGA_INDEX",
     "SAGA_INDEX_PARTITIONS",
     "CancelReason",
     "DomainEvent",
@@ -59,6 +65,7 @@ __all__ = [
     "inventory_stream",
     "make_codec",
     "payment_stream",
+    "reservation_id_of",
     "reservation_stream",
     "saga_index_stream",
 ]
@@ -251,7 +258,9 @@ class ReservationCancelled(DomainEvent):
 
 
 class SagaOpened(DomainEvent):
-    """Written to the saga index before the saga's first event (see ``saga_index_stream``)."""
+    """An entry of the saga index streams that earlier versions wrote before a saga's
+    first event (see ``saga_index_stream``); read, never written now: sagas are listed
+    in the stream index ``SAGA_INDEX`` by their first append."""
 
     reservation_id: str
     opened_at: float
@@ -301,8 +310,12 @@ def make_codec() -> Codec:
 
 # -- stream ids ----------------------------------------------------------------------
 
+SAGA_INDEX = "sagas"
+"""The event store's stream index that lists every reservation stream (see
+``EventStore.append``'s ``index``): how recovery finds the unfinished sagas."""
+
 SAGA_INDEX_PARTITIONS = 16
-"""How many ``sagas-{n}`` index streams share the saga index (fixed for the data's life)."""
+"""How many ``sagas-{n}`` index streams the earlier saga index had (read, not written)."""
 
 
 def catalog_stream() -> str:
@@ -325,6 +338,13 @@ def reservation_stream(reservation_id: str) -> str:
     return f"reservation-{reservation_id}"
 
 
+def reservation_id_of(stream_id: str) -> str | None:
+    """The reservation id of a ``reservation-{id}`` stream id (None for another)."""
+    head, _, rid = stream_id.partition("-")
+    return rid if head == "reservation" and rid else None
+
+
 def saga_index_stream(reservation_id: str) -> str:
-    """The index stream that lists ``reservation_id`` (CRC-32, stable across processes)."""
+    """The earlier index stream that lists ``reservation_id`` (CRC-32, stable across
+    processes): where data recorded by earlier versions has its ``SagaOpened``."""
     return f"sagas-{zlib.crc32(reservation_id.encode()) % SAGA_INDEX_PARTITIONS}"

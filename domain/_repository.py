@@ -14,12 +14,11 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from actors import LightFuture
 from domain._events import DomainEvent
 from persistence import (
-    NO_STREAM,
     AppendResult,
     ConcurrencyError,
     EventStore,
@@ -132,9 +131,9 @@ class EventSourcedRepository(Generic[K, St]):
         evolve: applies one event to a state, returns the state (it may mutate it).
         snapshots: where snapshots are kept (None: always fold the whole stream).
         decode_snapshot: bytes saved by ``save_snapshot`` back into a state.
-        before_first_append: called with the key before the stream's first append;
-            the stream is appended to once the future it returns is done, and not at
-            all if that failed (the saga writes its index entry there, see ``_saga``).
+        index: a stream index (``EventStore.append``) that lists each stream when
+            its first append creates it, in the same atomic step (the saga's: every
+            saga can be found after a crash, see ``TicketingSystem.recover``).
     """
 
     def __init__(
@@ -146,7 +145,7 @@ class EventSourcedRepository(Generic[K, St]):
         evolve: Callable[[St, DomainEvent], St],
         snapshots: SnapshotStore | None = None,
         decode_snapshot: Callable[[bytes], St] | None = None,
-        before_first_append: Callable[[K], Future[Any]] | None = None,
+        index: str | None = None,
     ) -> None:
         self.events = events
         self.stream_of = stream_of
@@ -154,7 +153,7 @@ class EventSourcedRepository(Generic[K, St]):
         self._evolve = evolve
         self._snapshots = snapshots if decode_snapshot is not None else None
         self._decode_snapshot = decode_snapshot
-        self._before_first_append = before_first_append
+        self._index = index
 
     def load(self, key: K) -> Loaded[St]:
         stream_id = self.stream_of(key)
@@ -187,10 +186,12 @@ class EventSourcedRepository(Generic[K, St]):
         self, key: K, events: Sequence[DomainEvent], expected_version: ExpectedVersion
     ) -> int:
         stream_id = self.stream_of(key)
-        if self._before_first_append is not None and expected_version in (0, NO_STREAM):
-            self._before_first_append(key).result()
         try:
-            return self.events.append(stream_id, events, expected_version).version
+            if self._index is None:
+                return self.events.append(stream_id, events, expected_version).version
+            return self.events.append(
+                stream_id, events, expected_version, index=self._index
+            ).version
         except ConcurrencyError as error:
             raise VersionConflict(stream_id, error.expected, error.actual) from None
 
@@ -208,23 +209,16 @@ class EventSourcedRepository(Generic[K, St]):
             except BaseException as error:
                 result.set_exception(error)
 
-        def append(opened: Future[Any] | None = None) -> None:
-            try:
-                if opened is not None:
-                    opened.result()  # the hook failed: the stream is not written
-                self.events.append_async(stream_id, events, expected_version).add_done_callback(
-                    appended
+        try:
+            if self._index is None:
+                appending = self.events.append_async(stream_id, events, expected_version)
+            else:
+                appending = self.events.append_async(
+                    stream_id, events, expected_version, index=self._index
                 )
-            except BaseException as error:  # e.g. an unregistered event, found at once
-                result.set_exception(error)
-
-        if self._before_first_append is not None and expected_version in (0, NO_STREAM):
-            try:
-                self._before_first_append(key).add_done_callback(append)
-            except BaseException as error:
-                result.set_exception(error)
-        else:
-            append()
+            appending.add_done_callback(appended)
+        except BaseException as error:  # e.g. an unregistered event, found at once
+            result.set_exception(error)
         return result
 
     def version(self, key: K) -> int:

@@ -22,7 +22,6 @@ import threading
 import time
 from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -39,6 +38,7 @@ from domain._errors import (
     UnknownSection,
 )
 from domain._events import (
+    SAGA_INDEX,
     SAGA_INDEX_PARTITIONS,
     EventCreated,
     EventListed,
@@ -48,8 +48,8 @@ from domain._events import (
     inventory_stream,
     make_codec,
     payment_stream,
+    reservation_id_of,
     reservation_stream,
-    saga_index_stream,
 )
 from domain._gateway import DemoGateway, PaymentGateway
 from domain._inventory import (
@@ -127,7 +127,6 @@ from domain._verify import InvariantReport, verify_store
 from persistence import (
     ANY,
     NO_STREAM,
-    AppendResult,
     ConcurrencyError,
     Listening,
     Persistence,
@@ -144,7 +143,11 @@ log = logging.getLogger("domain.system")
 DEFAULT_CARD = "4242424242424242"
 SAGA_GROUP = "ticketing-saga"
 ORPHAN_GRACE = 60.0
-"""Seconds an index entry without a saga stream is kept open: its start may be in flight."""
+"""Seconds an entry of the earlier ``sagas-{n}`` index without a saga stream is kept
+open: its start may be in flight."""
+SAGA_INDEX_CHECKPOINT = "sagas-index"
+"""The snapshot that checkpoints the saga index: the ids still open when it was read,
+and the index cursor it was read to."""
 OUTCOMES_TOPIC = "ticketing-outcomes"
 """Notices of reservations that ended in a system where nobody waited for them."""
 POLL_INTERVAL = 1.0
@@ -384,10 +387,6 @@ class TicketingSystem:
         self._deliveries = itertools.count(1)
         events = persistence.events
 
-        def open_saga(reservation_id: str) -> Future[AppendResult]:
-            opened = SagaOpened(reservation_id=reservation_id, opened_at=clock.now())
-            return events.append_async(saga_index_stream(reservation_id), [opened], ANY)
-
         sections: EventSourcedRepository[SectionKey, SectionState] = EventSourcedRepository(
             events,
             stream_of=lambda key: inventory_stream(key.event_id, key.section),
@@ -407,7 +406,7 @@ class TicketingSystem:
             stream_of=reservation_stream,
             initial=lambda reservation_id: None,
             evolve=evolve_saga,
-            before_first_append=open_saga,
+            index=SAGA_INDEX,  # listed by its first append: found again after a crash
         )
         # Its own pool, so that a slow gateway cannot starve the other stores' effects;
         # an EffectPool, not a ThreadPoolExecutor: a job is a queue put, not a Future
@@ -814,13 +813,50 @@ class TicketingSystem:
     def recover(self) -> int:
         """Resume every unfinished reservation on the backend (done by ``start``).
 
-        Reads the saga index from its checkpoint, resumes the sagas that are not
-        terminal (their timers are re-armed, their steps re-sent), and checkpoints
-        the index again with only the open ones.
+        Reads the saga index from its checkpoint (the event store's stream index
+        ``sagas``, in which the append creating a saga's stream lists it, so that no
+        saga exists unlisted), resumes the sagas that are not terminal (their timers
+        are re-armed, their steps re-sent), and checkpoints the index again with only
+        the open ones. Data recorded by earlier versions, whose index was the
+        ``sagas-{n}`` streams, is read the same way from those.
 
         Returns:
             How many sagas were resumed.
         """
+        resumed = self._resume_indexed() + self._resume_from_index_streams()
+        if resumed:
+            log.info("node %s resumed %d unfinished reservations", self.node, resumed)
+        return resumed
+
+    def _resume_indexed(self) -> int:
+        snapshots = self.persistence.snapshots
+        checkpoint = snapshots.load(SAGA_INDEX_CHECKPOINT)
+        version, kept, page = 0, [], None
+        if checkpoint is not None:
+            version = checkpoint.version
+            try:
+                state = json.loads(checkpoint.state)
+                kept = [str(rid) for rid in state["open"]]
+                page = self.persistence.events.read_index(SAGA_INDEX, after=state["cursor"])
+            except (ValueError, KeyError, TypeError) as error:
+                # Only a shortcut: the whole index finds every saga again.
+                log.warning("the saga index's checkpoint is unreadable (%s); reading it all", error)
+                kept = []
+        if page is None:
+            page = self.persistence.events.read_index(SAGA_INDEX)
+        candidates = dict.fromkeys(kept)
+        for stream_id in page.stream_ids:
+            rid = reservation_id_of(stream_id)
+            if rid is not None:
+                candidates.setdefault(rid)
+        still_open = [rid for rid in candidates if self._resume_if_open(rid)]
+        if page.stream_ids or len(still_open) != len(kept):
+            state = {"open": still_open, "cursor": list(page.cursor)}
+            snapshots.save(SAGA_INDEX_CHECKPOINT, version + 1, json.dumps(state).encode())
+        return len(still_open)
+
+    def _resume_from_index_streams(self) -> int:
+        """The ``sagas-{n}`` index streams of data recorded by earlier versions."""
         events = self.persistence.events
         snapshots = self.persistence.snapshots
         now = self.clock.now()
@@ -841,19 +877,23 @@ class TicketingSystem:
                 version = recorded.version
             still_open: dict[str, float] = {}
             for rid, opened_at in candidates.items():
-                saga = self._read_saga(rid)
-                if saga is None:
-                    if now - opened_at < ORPHAN_GRACE:
-                        still_open[rid] = opened_at  # its first append may be in flight
-                elif not saga.status.terminal:
+                if self._resume_if_open(rid):
                     still_open[rid] = opened_at
-                    self._saga.send(ResumeSaga(rid))
                     resumed += 1
+                elif now - opened_at < ORPHAN_GRACE and self._read_saga(rid) is None:
+                    # Written before the saga's first append, which may be in flight.
+                    still_open[rid] = opened_at
             if tail or (snapshot is not None and len(still_open) != len(candidates)):
                 snapshots.save(stream_id, version, json.dumps(still_open).encode())
-        if resumed:
-            log.info("node %s resumed %d unfinished reservations", self.node, resumed)
         return resumed
+
+    def _resume_if_open(self, rid: str) -> bool:
+        """Resume the saga if it exists and is not terminal; whether it was."""
+        saga = self._read_saga(rid)
+        if saga is None or saga.status.terminal:
+            return False
+        self._saga.send(ResumeSaga(rid))
+        return True
 
     # -- internals ----------------------------------------------------------------------
 

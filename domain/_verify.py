@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from domain._events import (
+    SAGA_INDEX,
     SAGA_INDEX_PARTITIONS,
     DomainEvent,
     EventCreated,
@@ -37,6 +38,7 @@ from domain._events import (
     event_stream,
     inventory_stream,
     payment_stream,
+    reservation_id_of,
     reservation_stream,
 )
 from domain._outcome import ReservationStatus
@@ -200,8 +202,13 @@ def list_events(events: EventStore) -> Iterator[EventCreated]:
 
 
 def list_reservations(events: EventStore) -> list[str]:
-    """Every reservation id in the saga index, in index order (each once)."""
+    """Every reservation id in the saga index (the stream index ``sagas``, then the
+    ``sagas-{n}`` streams of earlier versions), in index order (each once)."""
     seen: dict[str, None] = {}
+    for stream_id in events.read_index(SAGA_INDEX).stream_ids:
+        rid = reservation_id_of(stream_id)
+        if rid is not None:
+            seen[rid] = None
     for n in range(SAGA_INDEX_PARTITIONS):
         for recorded in events.read(f"sagas-{n}"):
             opened = recorded.event

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from domain._events import (
+    SAGA_INDEX,
     EventCreated,
     EventListed,
     ReservationCompleted,
@@ -117,17 +120,20 @@ def test_verify_finds_a_seat_sold_twice_and_a_projection_that_lies() -> None:
     assert not report.check(PROJECTIONS_MATCH).ok
 
 
-def test_verify_finds_a_saga_left_unfinished() -> None:
+@pytest.mark.parametrize("listed_by", ["its first append", "an earlier index stream"])
+def test_verify_finds_a_saga_left_unfinished(listed_by: str) -> None:
     persistence = Persistence.in_memory(make_codec())
     section_stream(persistence)
     rid = "stuck"
-    persistence.events.append(
-        saga_index_stream(rid), [SagaOpened(reservation_id=rid, opened_at=0.0)], ANY
-    )
+    if listed_by == "an earlier index stream":  # data recorded by earlier versions
+        persistence.events.append(
+            saga_index_stream(rid), [SagaOpened(reservation_id=rid, opened_at=0.0)], ANY
+        )
     started = ReservationStarted(
         reservation_id=rid, customer_id="c", event_id="gig", section="A", quantity=1,
         seats=(), card_token="tok", started_at=0.0, deadline=1.0,
     )  # fmt: skip
-    persistence.events.append(reservation_stream(rid), [started], 0)
+    index = SAGA_INDEX if listed_by == "its first append" else None
+    persistence.events.append(reservation_stream(rid), [started], 0, index=index)
     report = verify_store(persistence.events, persistence.projections)
     assert report.check(SAGAS_TERMINAL).detail == "stuck is reserving_seats"

@@ -1,4 +1,6 @@
-"""Recovery: after a restart, every unfinished saga is found through the index."""
+"""Recovery: after a restart, every unfinished saga is found through the index: the
+event store's stream index ``sagas`` (written by each saga's first append), and the
+``sagas-{n}`` streams of data that earlier versions recorded."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import time
 
 from domain import ReservationStatus, TicketingSystem
 from domain._events import (
+    SAGA_INDEX,
     ReservationRejected,
     ReservationStarted,
     SagaOpened,
@@ -14,6 +17,7 @@ from domain._events import (
     reservation_stream,
     saga_index_stream,
 )
+from domain._system import SAGA_INDEX_CHECKPOINT
 from persistence import ANY, Persistence
 
 
@@ -24,7 +28,61 @@ def started(rid: str, deadline: float) -> ReservationStarted:
     )  # fmt: skip
 
 
+def test_a_restart_resumes_the_open_sagas_the_index_lists_and_reads_on_from_its_checkpoint(
+) -> None:
+    persistence = Persistence.in_memory(make_codec())
+    with TicketingSystem.start(persistence=persistence) as first:
+        first.create_event("gig", sections={"A": 5}, price_cents=100)
+        made = first.reserve("c", "gig", "A", 1)
+    events = persistence.events
+    assert f"reservation-{made.reservation_id}" in events.read_index(SAGA_INDEX).stream_ids
+    now = time.time()
+
+    def saga(rid: str, *more: ReservationRejected) -> None:  # as the saga's first append
+        events.append(reservation_stream(rid), [started(rid, now - 20), *more], 0, index=SAGA_INDEX)
+
+    # Left by a process that died: one saga mid-way (its deadline passed), one finished.
+    saga("open1")
+    saga("done1", ReservationRejected(
+        reservation_id="done1", reason="sold_out", detail="", rejected_at=now
+    ))  # fmt: skip
+
+    with TicketingSystem.start(persistence=persistence) as second:
+        assert second.resumed_at_start == 1
+        outcome = second.reserve("c", "gig", "A", 1, reservation_id="open1", timeout=10)
+        assert outcome.status is ReservationStatus.TIMED_OUT  # its deadline fired at once
+        checkpoint = persistence.snapshots.load(SAGA_INDEX_CHECKPOINT)
+        assert checkpoint is not None
+        assert json.loads(checkpoint.state)["open"] == ["open1"]  # open when it was read
+        assert second.verify(timeout=10).ok
+    saga("open2")  # after the checkpoint: read from its cursor on
+
+    with TicketingSystem.start(persistence=persistence) as third:
+        assert third.resumed_at_start == 1  # open2; open1 has ended meanwhile
+        third.reserve("c", "gig", "A", 1, reservation_id="open2", timeout=10)
+    with TicketingSystem.start(persistence=persistence) as fourth:
+        assert fourth.resumed_at_start == 0
+        checkpoint = persistence.snapshots.load(SAGA_INDEX_CHECKPOINT)
+        assert checkpoint is not None
+        assert json.loads(checkpoint.state)["open"] == []
+
+
+def test_an_unreadable_checkpoint_of_the_index_is_passed_over_for_the_whole_index() -> None:
+    persistence = Persistence.in_memory(make_codec())
+    with TicketingSystem.start(persistence=persistence) as first:
+        first.create_event("gig", sections={"A": 5}, price_cents=100)
+    rid = "open1"
+    persistence.events.append(
+        reservation_stream(rid), [started(rid, time.time() - 20)], 0, index=SAGA_INDEX
+    )
+    persistence.snapshots.save(SAGA_INDEX_CHECKPOINT, 7, b"{not json")
+
+    with TicketingSystem.start(persistence=persistence) as second:
+        assert second.resumed_at_start == 1
+
+
 def test_a_restart_resumes_open_sagas_drops_finished_ones_and_keeps_young_orphans() -> None:
+    """Data recorded by earlier versions: the ``sagas-{n}`` index streams."""
     persistence = Persistence.in_memory(make_codec())
     with TicketingSystem.start(persistence=persistence) as first:
         first.create_event("gig", sections={"A": 5}, price_cents=100)
