@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
+import time
 
 import pytest
 
 from benchmarks._harness import collector_pauses
-from benchmarks.stages import STEPS, measure, report
+from benchmarks.stages import STEPS, measure, report, role
 from benchmarks.ticketing import run, run_systems
 
 
@@ -49,10 +50,35 @@ def test_the_read_side_apart_needs_redis() -> None:
 
 
 def test_the_stages_of_each_reservation_come_in_the_order_the_saga_takes_them() -> None:
-    steps = measure(None, concurrency=4, reservations=60)
-    assert len(steps) == 40  # all completed after the 20 of the warm-up
-    for at in steps:
+    run = measure(None, concurrency=4, reservations=60)
+    assert len(run.steps) == 40  # all completed after the 20 of the warm-up
+    for at in run.steps:
         times = [at[step] for step in STEPS]
         assert times == sorted(times), at
-    lines = report(steps).splitlines()
-    assert len(lines) == 2 + len(STEPS) - 1
+    lines = report(run).splitlines()
+    assert len(lines) == 2 + len(STEPS) - 1 + 2 + len(run.threads)
+
+
+@pytest.mark.skipif(
+    not hasattr(time, "pthread_getcpuclockid"), reason="no per-thread CPU clocks here"
+)
+def test_the_stages_run_counts_the_cpu_of_each_thread_role_within_the_process_cpu() -> None:
+    run = measure(None, concurrency=4, reservations=60)
+    assert {"store-saga", "store-inventory", "store-payments", "caller"} <= set(run.threads)
+    assert "subscription-ticketing-saga" in run.threads
+    assert 0 <= run.system_ms <= run.cpu_ms
+    # Every thread that ran meanwhile is counted, and nothing else: together they
+    # used what the process did (which also counts the threads that ended meanwhile).
+    assert 0 < sum(run.threads.values()) <= run.cpu_ms * 1.01
+    assert sum(run.threads.values()) >= run.cpu_ms * 0.5
+    assert run.threads["caller"] > 0
+    assert run.cores > 0
+
+
+def test_a_threads_role_leaves_out_the_node_and_its_number() -> None:
+    node = "host-12-ab"
+    assert role(f"store-saga@{node}", node) == "store-saga"
+    assert role(f"payment-{node}_3", node) == "payment"
+    assert role(f"subscription-ticketing-saga-{node}-saga-1", node) == "subscription-ticketing-saga"
+    assert role("caller_17", node) == "caller"
+    assert role("persistence-redis-pipe", node) == "persistence-redis-pipe"
