@@ -68,7 +68,8 @@ class Run:
     cores: float = 0.0
     """Process CPU seconds per second of the run: how many cores it kept busy."""
     threads: dict[str, float] = field(default_factory=dict)
-    """CPU per completed reservation (ms) of each thread role, most first (Linux only)."""
+    """CPU per completed reservation (ms) of each thread role, most first (empty where
+    threads have no CPU clock of their own, see ``thread_cpu``)."""
 
 
 def thread_cpu() -> dict[int, tuple[str, float]]:

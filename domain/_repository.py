@@ -187,8 +187,6 @@ class EventSourcedRepository(Generic[K, St]):
     ) -> int:
         stream_id = self.stream_of(key)
         try:
-            if self._index is None:
-                return self.events.append(stream_id, events, expected_version).version
             return self.events.append(
                 stream_id, events, expected_version, index=self._index
             ).version
@@ -210,13 +208,9 @@ class EventSourcedRepository(Generic[K, St]):
                 result.set_exception(error)
 
         try:
-            if self._index is None:
-                appending = self.events.append_async(stream_id, events, expected_version)
-            else:
-                appending = self.events.append_async(
-                    stream_id, events, expected_version, index=self._index
-                )
-            appending.add_done_callback(appended)
+            self.events.append_async(
+                stream_id, events, expected_version, index=self._index
+            ).add_done_callback(appended)
         except BaseException as error:  # e.g. an unregistered event, found at once
             result.set_exception(error)
         return result

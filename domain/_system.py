@@ -849,7 +849,7 @@ class TicketingSystem:
             rid = reservation_id_of(stream_id)
             if rid is not None:
                 candidates.setdefault(rid)
-        still_open = [rid for rid in candidates if self._resume_if_open(rid)]
+        still_open = [rid for rid in candidates if self._resume_if_open(rid, self._read_saga(rid))]
         if page.stream_ids or len(still_open) != len(kept):
             state = {"open": still_open, "cursor": list(page.cursor)}
             snapshots.save(SAGA_INDEX_CHECKPOINT, version + 1, json.dumps(state).encode())
@@ -877,19 +877,19 @@ class TicketingSystem:
                 version = recorded.version
             still_open: dict[str, float] = {}
             for rid, opened_at in candidates.items():
-                if self._resume_if_open(rid):
+                saga = self._read_saga(rid)
+                if self._resume_if_open(rid, saga):
                     still_open[rid] = opened_at
                     resumed += 1
-                elif now - opened_at < ORPHAN_GRACE and self._read_saga(rid) is None:
+                elif saga is None and now - opened_at < ORPHAN_GRACE:
                     # Written before the saga's first append, which may be in flight.
                     still_open[rid] = opened_at
             if tail or (snapshot is not None and len(still_open) != len(candidates)):
                 snapshots.save(stream_id, version, json.dumps(still_open).encode())
         return resumed
 
-    def _resume_if_open(self, rid: str) -> bool:
-        """Resume the saga if it exists and is not terminal; whether it was."""
-        saga = self._read_saga(rid)
+    def _resume_if_open(self, rid: str, saga: Saga | None) -> bool:
+        """Resume the saga (as read now) if it exists and is not terminal; whether it was."""
         if saga is None or saga.status.terminal:
             return False
         self._saga.send(ResumeSaga(rid))

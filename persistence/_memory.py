@@ -197,15 +197,15 @@ class MemoryEventStore:
                 feed.entries.append(record)
                 feed.keys.append(key)
                 positions.append(position)
-            # One consumer per group: it takes every new entry, so waking them all
-            # would only have the others find nothing (ten threads and GIL hand-offs
-            # per append). Each append wakes another waiting consumer, so entries
-            # appended while the first is busy are not left to wait for it.
             if index is not None and version == 0:
                 listed = self._indexes.get(index)
                 if listed is None:
                     listed = self._indexes[index] = [[] for _ in self._feeds]
                 listed[partition].append(stream_id)
+            # One consumer per group: it takes every new entry, so waking them all
+            # would only have the others find nothing (ten threads and GIL hand-offs
+            # per append). Each append wakes another waiting consumer, so entries
+            # appended while the first is busy are not left to wait for it.
             for group in self._groups.values():
                 if group.wakeup is not None:
                     group.wakeup.notify()

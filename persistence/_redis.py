@@ -842,23 +842,16 @@ class RedisEventStore:
             expected = expected_as_int(expected_version)
         count = len(events)
         partition = crc32(stream_id.encode()) % self._partitions
-        if index is None:
-            command: list[Any] = [
-                "EVALSHA",
-                self._writer.sha,
-                2,
-                self._stream_prefix[partition] + stream_id,
-                self._feed_keys[partition],
-            ]
-        else:
-            command = [
-                "EVALSHA",
-                self._writer.sha,
-                3,
-                self._stream_prefix[partition] + stream_id,
-                self._feed_keys[partition],
-                self._index_keys(index)[partition],
-            ]
+        command: list[Any] = [
+            "EVALSHA",
+            self._writer.sha,
+            2,
+            self._stream_prefix[partition] + stream_id,
+            self._feed_keys[partition],
+        ]
+        if index is not None:  # the script's optional third key
+            command[2] = 3
+            command.append(self._index_keys(index)[partition])
         command += (expected, count, stream_id)
         by_model = self._codec._by_model
         if metadata is None:
