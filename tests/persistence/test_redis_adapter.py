@@ -238,22 +238,22 @@ def test_an_append_whose_reply_was_lost_is_sent_again_and_applied_once(
     store: RedisEventStore,
 ) -> None:
     store.append("s", [Deposited(account="a", amount=0)], NO_STREAM)
-    conn: Any = store._writer._conn
-    original = conn.read_response
+    parser: Any = store._writer._conn._parser
+    original = parser.read_from_socket
     lost = {"replies": 0}
 
     def lose_first_reply(*args: Any, **kwargs: Any) -> Any:
-        reply = original(*args, **kwargs)  # the server has applied the append
+        read = original(*args, **kwargs)  # the server has applied the append
         if lost["replies"] == 0:
             lost["replies"] += 1
             raise redis.ConnectionError("connection lost before the reply arrived")
-        return reply
+        return read
 
-    conn.read_response = lose_first_reply
+    parser.read_from_socket = lose_first_reply
     try:
         result = store.append("s", [Deposited(account="a", amount=1)], 1)
     finally:
-        conn.read_response = original
+        parser.read_from_socket = original
 
     assert lost["replies"] == 1
     assert result.version == 2
