@@ -395,7 +395,9 @@ class _MemoryGroupBackend:
                         out.append(Delivery(partition, entry_id, entry.deliveries, entry.record))
         return out
 
-    def read_new(self, block: float) -> list[Delivery]:
+    def read_new(self, block: float, ack: Sequence[Delivery] = ()) -> list[Delivery]:
+        if ack:
+            self.ack(ack)
         wakeup = self._g.wakeup
         assert wakeup is not None
         with wakeup:

@@ -245,16 +245,24 @@ class _RedisGroupBackend:
                 self._ack_ids(partition, gone)
         return out
 
-    def read_new(self, block: float) -> list[Delivery]:
+    def read_new(self, block: float, ack: Sequence[Delivery] = ()) -> list[Delivery]:
         args: list[Any] = ["XREADGROUP", "GROUP", self._group, self._consumer, "COUNT", READ_COUNT]
         if block > 0:  # BLOCK 0 would wait forever
             args += ["BLOCK", max(1, int(block * 1000))]
         args += ["STREAMS", *self._feeds, *(">" for _ in self._feeds)]
+        doing = self._doing("reading new entries")
         # Not re-sent after a lost reply: the entries it handed over are pending on
         # this consumer; the loop reads them back with own_pending() on the error.
-        reply = self._store.command(
-            *args, doing=self._doing("reading new entries"), resend=False
-        )
+        if ack:
+            # XACK before the read in one round trip: the server runs them first,
+            # even while the read then blocks.
+            commands = self._ack_commands(ack)
+            replies = self._store.pipeline([*commands, args], doing=doing, resend=False)
+            for acked in replies[: len(commands)]:
+                self._check(acked, "acknowledging")
+            reply = self._check(replies[-1], "reading new entries")
+        else:
+            reply = self._store.command(*args, doing=doing, resend=False)
         out: list[Delivery] = []
         for key, entries in _per_stream(reply):
             deliveries, _gone = self._deliveries(self._partition_of_feed[key], entries, None)
@@ -307,13 +315,15 @@ class _RedisGroupBackend:
             "XACK", self._feeds[partition], self._group, *ids, doing=self._doing("acknowledging")
         )
 
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
+    def _ack_commands(self, deliveries: Sequence[Delivery]) -> list[tuple[Any, ...]]:
         by_partition: dict[int, list[str]] = {}
         for delivery in deliveries:
             by_partition.setdefault(delivery.partition, []).append(delivery.entry_id)
+        return [("XACK", self._feeds[p], self._group, *ids) for p, ids in by_partition.items()]
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
         replies = self._store.pipeline(
-            [("XACK", self._feeds[p], self._group, *ids) for p, ids in by_partition.items()],
-            doing=self._doing("acknowledging"),
+            self._ack_commands(deliveries), doing=self._doing("acknowledging")
         )
         for reply in replies:
             self._check(reply, "acknowledging")

@@ -75,8 +75,14 @@ class GroupBackend(Protocol):
         """
         ...
 
-    def read_new(self, block: float) -> list[Delivery]:
-        """Entries no consumer of the group has been given yet; waits up to ``block``."""
+    def read_new(self, block: float, ack: Sequence[Delivery] = ()) -> list[Delivery]:
+        """Entries no consumer of the group has been given yet; waits up to ``block``.
+
+        ``ack``: deliveries handled since the last acknowledgement, acknowledged first
+        (in the same round trip where the backend has them). Their acknowledgement may
+        be lost with a lost reply: they then stay pending and come back, as any
+        delivery may.
+        """
         ...
 
     def claim(self, min_idle: float) -> list[Delivery]:
@@ -196,12 +202,17 @@ class RunningSubscription:
                         reconnecting = False
                     now = time.monotonic()
                     if now >= next_claim:
+                        # Before claiming: an entry handled but not acknowledged yet
+                        # may be idle long enough to be claimed and handled again.
+                        self._flush_acks()
                         claimed = self._backend.claim(self._claim_idle)
                         answered = True
                         self._process(claimed)
                         next_claim = now + self._claim_every
                     block = min(READ_BLOCK, max(0.0, next_claim - time.monotonic()))
-                    self._process(self._backend.read_new(block))
+                    # The acknowledgements of the last batch travel with this read.
+                    acks, self._unacked = self._unacked, []
+                    self._process(self._backend.read_new(block, acks), flush=False)
                     backoff = 0.05
                 except EventStoreUnavailable as error:
                     if answered:
@@ -231,13 +242,20 @@ class RunningSubscription:
                 self._stopping.set()
                 self._backend.close()
 
-    def _process(self, deliveries: Sequence[Delivery]) -> None:
+    def _process(self, deliveries: Sequence[Delivery], flush: bool = True) -> None:
+        """Handle ``deliveries``; acknowledge them now, or (``flush`` False) leave the
+        acknowledgements to the next ``read_new``, which sends them with its read."""
         begin: Callable[[RecordedEvent], Callable[[], None]] | None = getattr(
             self._handler, "begin", None
         )
         if begin is not None and len(deliveries) > 1:
             self._process_begun(deliveries, begin)
-            return
+        else:
+            self._process_each(deliveries)
+        if flush:
+            self._flush_acks()
+
+    def _process_each(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             if self._stopping.is_set():
                 break  # the rest stay pending on this consumer
@@ -245,7 +263,6 @@ class RunningSubscription:
                 self._handled(delivery)
             else:
                 self._deliver(delivery)
-        self._flush_acks()
 
     def _process_begun(
         self,
@@ -286,7 +303,6 @@ class RunningSubscription:
                     self._deliver(delivery, failed=error)
                 else:
                     self._handled(delivery)
-        self._flush_acks()
 
     def _unwanted(self, delivery: Delivery) -> bool:
         """Of a type the subscription does not want: acknowledged, never handled."""

@@ -645,3 +645,35 @@ def test_an_event_its_model_cannot_encode_is_refused_typed_and_writes_nothing(
                 "s", [Deposited(account="a", amount=1), _Blob(data=b"\xff")], NO_STREAM, metadata
             )
     assert store.stream_version("s") == 0
+
+
+def test_a_read_acknowledges_the_batch_handled_before_it_in_the_same_round_trip(
+    one_feed: RedisEventStore, plain: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed = _deposits(one_feed, 3)
+    backend = _RedisGroupBackend(one_feed, "g", "c", "beginning")
+    backend.ensure_group()
+    first = backend.read_new(0)
+    for n in (3, 4):
+        one_feed.append(f"s-{n}", [Deposited(account="a", amount=n)], NO_STREAM)
+    round_trips: list[str] = []
+
+    def counted(name: str) -> Callable[..., Any]:
+        original = getattr(one_feed, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            round_trips.append(name)
+            return original(*args, **kwargs)
+
+        return call
+
+    for name in ("command", "pipeline"):
+        monkeypatch.setattr(one_feed, name, counted(name))
+
+    second = backend.read_new(0, first)
+
+    assert [d.event.version for d in first] == [1, 1, 1]  # type: ignore[union-attr]
+    assert len(second) == 2
+    assert round_trips == ["pipeline"]
+    pending = plain.xpending_range(feed, "g", min="-", max="+", count=10)
+    assert [p["message_id"].decode() for p in pending] == [d.entry_id for d in second]

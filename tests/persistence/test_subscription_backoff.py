@@ -29,7 +29,7 @@ class _Backend:
             return []
         raise EventStoreUnavailable("no answer")
 
-    def read_new(self, block: float) -> list[Delivery]:
+    def read_new(self, block: float, ack: Sequence[Delivery] = ()) -> list[Delivery]:
         raise AssertionError("never reached: every claim fails")
 
     def claim(self, min_idle: float) -> list[Delivery]:
