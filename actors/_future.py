@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import threading
 from _thread import allocate_lock
-from concurrent.futures import Future
-from concurrent.futures._base import PENDING
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures._base import FINISHED, LOGGER, PENDING, RUNNING
 from typing import Any, TypeVar
 
 __all__ = ["LightFuture"]
@@ -66,3 +66,67 @@ class LightFuture(Future[T]):
         self._exception = None
         self._waiters: list[Any] = []
         self._done_callbacks: list[Any] = []
+
+    # What every piped append calls, without ``Future``'s detours (the lock taken
+    # through ``_LazyCondition``'s Python ``__enter__``/``__exit__``, a finished
+    # future's result read under the lock): a future made, called back, set and read
+    # twice took 2.3 µs, now 1.4. Setting a finished future is refused as by
+    # ``Future`` (whose own code would deadlock here: it formats the error under the
+    # lock, and its repr takes the lock again).
+
+    def set_result(self, result: T) -> None:
+        condition = self._condition
+        with condition._lock:
+            refused = self._state is not PENDING and self._state is not RUNNING
+            if not refused:
+                self._result = result
+                self._state = FINISHED
+                for waiter in self._waiters:
+                    waiter.add_result(self)
+                condition.notify_all()
+        if refused:
+            raise self._refused()
+        self._run_callbacks()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        condition = self._condition
+        with condition._lock:
+            refused = self._state is not PENDING and self._state is not RUNNING
+            if not refused:
+                self._exception = exception
+                self._state = FINISHED
+                for waiter in self._waiters:
+                    waiter.add_exception(self)
+                condition.notify_all()
+        if refused:
+            raise self._refused()
+        self._run_callbacks()
+
+    def _refused(self) -> InvalidStateError:
+        # Made after the lock is released: Future's repr takes it, and this lock,
+        # unlike Future's RLock, is not reentrant.
+        return InvalidStateError(f"{self._state}: {self!r}")
+
+    def _run_callbacks(self) -> None:
+        for callback in self._done_callbacks:
+            try:
+                callback(self)
+            except Exception:
+                LOGGER.exception("exception calling callback for %r", self)
+
+    def add_done_callback(self, fn: Any) -> None:
+        with self._condition._lock:
+            if self._state is PENDING or self._state is RUNNING:
+                self._done_callbacks.append(fn)
+                return
+        try:
+            fn(self)
+        except Exception:
+            LOGGER.exception("exception calling callback for %r", self)
+
+    def result(self, timeout: float | None = None) -> T:
+        # A finished future's outcome never changes: set_result/set_exception store
+        # it before they mark the state FINISHED, so no lock is needed to read it.
+        if self._state is FINISHED and self._exception is None:
+            return self._result  # type: ignore[return-value]
+        return super().result(timeout)

@@ -8,6 +8,7 @@ from concurrent.futures import (
     FIRST_COMPLETED,
     CancelledError,
     Future,
+    InvalidStateError,
     as_completed,
     wait,
 )
@@ -107,3 +108,47 @@ def test_many_threads_waiting_on_one_future_are_all_woken() -> None:
     for waiter in waiters:
         waiter.join()
     assert results == [3] * 8
+
+
+@pytest.mark.parametrize("kind", [LightFuture, Future])
+def test_a_done_or_cancelled_future_refuses_a_result_as_a_future_does(kind: type) -> None:
+    done, cancelled = kind(), kind()
+    done.set_result(1)
+    assert cancelled.cancel()
+
+    with pytest.raises(InvalidStateError):
+        done.set_result(2)
+    with pytest.raises(InvalidStateError):
+        cancelled.set_result(2)
+    assert done.result() == 1
+
+
+def test_a_callback_that_raises_is_logged_and_the_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    future: LightFuture[int] = LightFuture()
+    seen: list[int] = []
+
+    def broken(f: Future[int]) -> None:
+        raise ValueError("in a callback")
+
+    future.add_done_callback(broken)
+    future.add_done_callback(lambda f: seen.append(f.result()))
+    future.set_result(7)
+    future.add_done_callback(broken)  # added after: run at once, logged as well
+
+    assert seen == [7]
+    logged = [r for r in caplog.records if "exception calling callback" in r.getMessage()]
+    assert len(logged) == 2
+
+
+def test_a_set_exception_is_raised_by_result_and_seen_by_callbacks() -> None:
+    future: LightFuture[int] = LightFuture()
+    seen: list[BaseException | None] = []
+    future.add_done_callback(lambda f: seen.append(f.exception()))
+    error = KeyError("k")
+    future.set_exception(error)
+
+    with pytest.raises(KeyError):
+        future.result()
+    assert seen == [error]
