@@ -75,28 +75,24 @@ class LightFuture(Future[T]):
     # lock, and its repr takes the lock again).
 
     def set_result(self, result: T) -> None:
+        self._finish(result, None)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._finish(None, exception)
+
+    def _finish(self, result: T | None, exception: BaseException | None) -> None:
         condition = self._condition
         with condition._lock:
             refused = self._state is not PENDING and self._state is not RUNNING
             if not refused:
                 self._result = result
-                self._state = FINISHED
-                for waiter in self._waiters:
-                    waiter.add_result(self)
-                condition.notify_all()
-        if refused:
-            raise self._refused()
-        self._run_callbacks()
-
-    def set_exception(self, exception: BaseException | None) -> None:
-        condition = self._condition
-        with condition._lock:
-            refused = self._state is not PENDING and self._state is not RUNNING
-            if not refused:
                 self._exception = exception
                 self._state = FINISHED
                 for waiter in self._waiters:
-                    waiter.add_exception(self)
+                    if exception is None:
+                        waiter.add_result(self)
+                    else:
+                        waiter.add_exception(self)
                 condition.notify_all()
         if refused:
             raise self._refused()
