@@ -10,12 +10,14 @@ from collections.abc import Callable
 import pytest
 
 from persistence import (
+    NO_STREAM,
     Codec,
     EventStoreUnavailable,
     Persistence,
     RecordedEvent,
     RedisEventStore,
     RedisSubscriptions,
+    redis_client,
 )
 from tests.faults.helpers import Ledger, append_until_known, check_stream
 from tests.persistence.conftest import wait_for
@@ -63,6 +65,45 @@ def test_a_store_started_on_a_redis_that_does_not_answer_fails_after_one_socket_
         assert time.monotonic() - started < 7.0
     finally:
         server.process.send_signal(signal.SIGCONT)
+
+
+def test_appends_to_a_redis_that_stops_answering_fail_after_the_socket_timeout_then_resume(
+    redis_server_factory: Callable[..., RedisServer], codec: Codec
+) -> None:
+    """Figure: a redis-server stopped with SIGSTOP mid-run (it still accepts
+    connections), socket_timeout 0.5 s, 2 retries: a blocking append and a piped one
+    (their connections' timeouts kept by the kernel) each raise EventStoreUnavailable
+    after three timeouts, well under 3 s (last run: ~1.6 s each); after SIGCONT the
+    same store appends again, each append there at most once.
+    """
+    server = redis_server_factory()
+    assert server.process is not None
+    store = RedisEventStore(redis_client(server.url, socket_timeout=0.5), codec, prefix="t")
+    try:
+        store.append("s", [Deposited(account="a", amount=1)], NO_STREAM)
+        store.append_async("s", [Deposited(account="a", amount=2)], 1).result(5)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            for append in (
+                lambda: store.append("s", [Deposited(account="a", amount=3)], 2),
+                lambda: store.append_async(
+                    "s", [Deposited(account="a", amount=3)], 2
+                ).result(10),
+            ):
+                started = time.monotonic()
+                with pytest.raises(EventStoreUnavailable):
+                    append()
+                assert time.monotonic() - started < 3.0
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        # The appends sent meanwhile were in the server's socket buffers: it may have
+        # run one of them on waking (an ambiguous outcome, as a timeout always is).
+        amounts = [e.event.amount for e in store.read("s")]  # type: ignore[attr-defined]
+        assert amounts in ([1, 2], [1, 2, 3])
+        version = len(amounts)
+        assert store.append("s", [Deposited(account="a", amount=4)], version).version == version + 1
+    finally:
+        store.close()
 
 
 def test_redis_down_for_three_seconds_gives_typed_errors_then_the_same_store_resumes(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 import zlib
@@ -677,3 +679,29 @@ def test_a_read_acknowledges_the_batch_handled_before_it_in_the_same_round_trip(
     assert round_trips == ["pipeline"]
     pending = plain.xpending_range(feed, "g", min="-", max="+", count=10)
     assert [p["message_id"].decode() for p in pending] == [d.entry_id for d in second]
+
+
+def test_the_append_connections_keep_their_timeout_in_the_kernel_not_in_python(
+    redis_url: str, key_prefix: str, codec: Codec
+) -> None:
+    # A Python socket timeout polls before every send and receive (a second system
+    # call and lock release); the kernel's SO_RCVTIMEO/SO_SNDTIMEO do not.
+    store = RedisEventStore(redis_client(redis_url, socket_timeout=1.5), codec, prefix=key_prefix)
+    try:
+        store.append("s", [Deposited(account="a", amount=1)], NO_STREAM)
+        store.append_async("s", [Deposited(account="a", amount=2)], 1).result(5)
+        for commit in (store._writer, store._pipe._commit):
+            sock = commit._conn._sock
+            assert sock.gettimeout() is None
+            for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+                assert struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, option, 16)) == (
+                    1,
+                    500_000,
+                )
+        pooled = store._client.connection_pool.get_connection()
+        try:
+            assert pooled._sock.gettimeout() == 1.5  # the pool's own are left alone
+        finally:
+            store._client.connection_pool.release(pooled)
+    finally:
+        store.close()
