@@ -183,6 +183,10 @@ class MemoryEventStore:
                 raise ConcurrencyError(stream_id, expected_version, version)
             if stream is None:
                 stream = self._streams[stream_id] = []
+            elif stream:
+                # Every record of a stream holds its id: one string for them all, not
+                # the caller's fresh copy per append (some 70 bytes an event).
+                stream_id = stream[0].stream_id
             feed = self._feeds[partition]
             positions = []
             for offset, (event, (type_name, schema), meta) in enumerate(
