@@ -42,7 +42,8 @@ def _published(done: Future[Any]) -> None:
 class _RedisListening(ListeningThread):
     def __init__(self, client: redis.Redis, channel: str, topic: str, handler: NoticeHandler):
         super().__init__(topic, handler)
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        # older redis-py leaves pubsub() untyped, 8.2 types it: either must pass mypy
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
         self._channel = channel
         self._stopping = threading.Event()
         # Subscribed before listen() returns, when the server answers: a notice
