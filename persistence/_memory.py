@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from array import array
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -78,6 +79,14 @@ __all__ = [
 ]
 
 
+# A feed's entry ids are kept packed, (ms << _SEQ_BITS) | seq, in an array: eight
+# bytes an entry instead of a tuple and its ints (some 70 bytes; the ids of 1,000,000
+# events in memory would cost more than the process that holds them). 42 bits of
+# milliseconds last until the year 2109.
+_SEQ_BITS = 22
+_SEQ_LIMIT = 1 << _SEQ_BITS
+
+
 class _Feed:
     """One partition's feed: entries and their sortable ids, oldest first."""
 
@@ -85,19 +94,40 @@ class _Feed:
 
     def __init__(self) -> None:
         self.entries: list[RecordedEvent] = []
-        self.keys: list[tuple[int, int]] = []
+        self.keys = array("Q")
         self.last: tuple[int, int] = (0, 0)
 
     def next_id(self) -> tuple[int, int]:
-        # The Redis rule for "*" ids: milliseconds now, or the last id's + 1 sequence.
+        # The Redis rule for "*" ids: milliseconds now, or the last id's + 1 sequence
+        # (past the packed sequence's room, the next millisecond: still increasing).
         ms = time.time_ns() // 1_000_000
         last_ms, last_seq = self.last
-        key = (ms, 0) if ms > last_ms else (last_ms, last_seq + 1)
+        if ms > last_ms:
+            key = (ms, 0)
+        elif last_seq + 1 < _SEQ_LIMIT:
+            key = (last_ms, last_seq + 1)
+        else:
+            key = (last_ms + 1, 0)
         self.last = key
         return key
 
+    def push(self, record: RecordedEvent, key: tuple[int, int]) -> None:
+        self.entries.append(record)
+        self.keys.append((key[0] << _SEQ_BITS) | key[1])
+
+    def key_at(self, index: int) -> tuple[int, int]:
+        packed = self.keys[index]
+        return packed >> _SEQ_BITS, packed & (_SEQ_LIMIT - 1)
+
     def after(self, key: tuple[int, int]) -> int:
-        return bisect.bisect_right(self.keys, key)
+        """How many entries have an id up to ``key`` (any id, not only the feed's)."""
+        ms, seq = key
+        return bisect.bisect_right(self.keys, (ms << _SEQ_BITS) | min(seq, _SEQ_LIMIT - 1))
+
+    def before(self, key: tuple[int, int]) -> int:
+        """How many entries have an id below ``key`` (any id, not only the feed's)."""
+        ms, seq = key
+        return bisect.bisect_left(self.keys, (ms << _SEQ_BITS) + min(seq, _SEQ_LIMIT))
 
 
 @dataclass(slots=True)
@@ -198,8 +228,7 @@ class MemoryEventStore:
                     stream_id, version + offset + 1, type_name, schema, event, meta, position
                 )
                 stream.append(record)
-                feed.entries.append(record)
-                feed.keys.append(key)
+                feed.push(record, key)
                 positions.append(position)
             if index is not None and version == 0:
                 listed = self._indexes.get(index)
@@ -337,7 +366,7 @@ class MemoryEventStore:
                     _oldest_unacked(group.cursors[partition], group.pending[partition])
                     for group in self._groups.values()
                 )
-                cut = bisect.bisect_left(feed.keys, floor)
+                cut = feed.before(floor)
                 if cut:
                     del feed.entries[:cut]
                     del feed.keys[:cut]
@@ -434,7 +463,7 @@ class _MemoryGroupBackend:
                 entry_id = record.position.entry_id
                 pending[entry_id] = _Pending(self._consumer, now, 1, record)
                 out.append(Delivery(partition, entry_id, 1, record))
-            group.cursors[partition] = feed.keys[start + len(records) - 1]
+            group.cursors[partition] = feed.key_at(start + len(records) - 1)
         return out
 
     def claim(self, min_idle: float) -> list[Delivery]:
