@@ -289,25 +289,41 @@ def run(args: argparse.Namespace, report: Report, console: Console) -> None:
     runs: list[tuple[str, str | None, bool]] = [("memory", None, True), ("memory", None, False)]
     if args.redis:
         runs.append(("redis", args.redis, True))
+    sizes = (aggregates, 10 * aggregates)
     for label, url, store in runs:
         what = "" if store else " events alone"
-        base = f"{label}{what} peak RSS {aggregates:,} commands"
-        for commands_total in (aggregates, 10 * aggregates):
+        for commands_total in sizes:
             name = f"{label}{what} peak RSS {commands_total:,} commands"
             # one sample: a peak is not a rate, and 1,000,000 commands take minutes
             with console.status(f"{AREA}: {name} (a fresh process)"):
                 result = measure_rss(url, aggregates, commands_total, store)
-            report.add(
-                Figure(
-                    AREA,
-                    name,
-                    "MiB",
-                    [result["peak_mib"]],
-                    baseline=None if commands_total == aggregates else base,
-                    higher_is_better=False,
-                    extra=result,
-                )
+            report.add(_rss_figure(name, [result["peak_mib"]], sizes, result))
+    # In memory the process is also the database: what the store itself costs is its
+    # peak less that of the same events held without it.
+    for commands_total in sizes:
+        with_store = report.find(AREA, f"memory peak RSS {commands_total:,} commands")
+        alone = report.find(AREA, f"memory events alone peak RSS {commands_total:,} commands")
+        assert with_store is not None
+        assert alone is not None
+        report.add(
+            _rss_figure(
+                f"memory store's own peak RSS {commands_total:,} commands",
+                [with_store.median - alone.median],
+                sizes,
+                {"store_mib": with_store.median, "events_alone_mib": alone.median},
             )
+        )
+
+
+def _rss_figure(
+    name: str, samples: list[float], sizes: tuple[int, int], extra: dict[str, Any]
+) -> Figure:
+    """A peak-memory figure; the larger size's baseline is the smaller one's."""
+    small, large = (f"{size:,} commands" for size in sizes)
+    base = name.replace(large, small) if name.endswith(large) else None
+    return Figure(
+        AREA, name, "MiB", samples, baseline=base, higher_is_better=False, extra=extra
+    )
 
 
 def _child_main(argv: list[str]) -> None:
