@@ -14,8 +14,9 @@ accounts kept loaded), driven by callers that each send a command and wait for i
 - memory: peak RSS (VmHWM) of a fresh process after 100,000 and after 1,000,000
   commands over 100,000 accounts. On the memory adapter the events themselves live in
   the process and grow with every command, so a third process holds the same events
-  without any store: the difference is what the store costs. On Redis (``--redis``)
-  the events live in Redis and the process's RSS is the store's own.
+  without any store: the difference, "memory store's own", is what the store costs.
+  On Redis (``--redis``) the events live in Redis and the process's RSS is the store's
+  own.
 
 Every figure's baseline is the smallest size of its series, so the ratio shows how
 flat the series is. ``--quick`` scales every size down (the CI smoke run).
