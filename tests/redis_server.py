@@ -109,12 +109,22 @@ class RedisServer:
             f" the end of its log:\n{self.log_tail()}"
         )
 
-    def log_tail(self, lines: int = 20) -> str:
+    def log_text(self) -> str:
+        """The server's log since the data dir was made (every start appends to it)."""
         try:
-            text = (Path(self.data_dir) / "redis.log").read_text(errors="replace")
+            return (Path(self.data_dir) / "redis.log").read_text(errors="replace")
         except OSError as error:
             return f"(no log: {error})"
-        return "\n".join(text.splitlines()[-lines:])
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def aof_files(self) -> list[Path]:
+        """The append-only files written so far, oldest first (Redis 7's multi-part
+        directory, or 6.2's single file)."""
+        data = Path(self.data_dir)
+        parts = sorted((data / "appendonlydir").glob("*.incr.aof"), key=_incr_number)
+        return parts or [path for path in [data / "appendonly.aof"] if path.exists()]
 
     def kill(self) -> None:
         """``kill -9``: no shutdown, no final save."""
@@ -155,3 +165,8 @@ def delete_keys(url: str, prefix: str) -> int:
     finally:
         client.close()
     return deleted
+
+
+def _incr_number(path: Path) -> int:
+    """``appendonly.aof.<n>.incr.aof`` -> n."""
+    return int(path.name.split(".")[-3])
