@@ -63,8 +63,10 @@ def check_stream(events: list[RecordedEvent], acknowledged: list[str]) -> None:
     assert ids == acknowledged
 
 
-def orphan_feed_entries(store: EventStore, feed_events: list[RecordedEvent]) -> list[RecordedEvent]:
-    """Feed entries that are not the one their stream entry names.
+def split_feed_entries(
+    store: EventStore, feed_events: list[RecordedEvent]
+) -> tuple[list[RecordedEvent], list[RecordedEvent]]:
+    """Feed entries split into those their stream entry names and the others, in order.
 
     The append script writes the feed entry, then the stream entry naming it. Redis
     (7.0 at least) can replay a script cut short in its AOF as a lone feed entry:
@@ -76,10 +78,11 @@ def orphan_feed_entries(store: EventStore, feed_events: list[RecordedEvent]) -> 
     """
     named: dict[tuple[str, int], str] = {}
     for stream_id in {event.stream_id for event in feed_events}:
-        for event in store.read(stream_id):
-            named[(stream_id, event.version)] = event.position.entry_id
-    return [
-        event
-        for event in feed_events
-        if named.get((event.stream_id, event.version)) != event.position.entry_id
-    ]
+        for recorded in store.read(stream_id):
+            named[(stream_id, recorded.version)] = recorded.position.entry_id
+    kept: list[RecordedEvent] = []
+    repeats: list[RecordedEvent] = []
+    for event in feed_events:
+        is_named = named.get((event.stream_id, event.version)) == event.position.entry_id
+        (kept if is_named else repeats).append(event)
+    return kept, repeats

@@ -14,7 +14,7 @@ from persistence import (
     RedisEventStore,
     RedisSubscriptions,
 )
-from tests.faults.helpers import Ledger, append_until_known, check_stream, orphan_feed_entries
+from tests.faults.helpers import Ledger, append_until_known, check_stream, split_feed_entries
 from tests.persistence.conftest import wait_for
 from tests.persistence.events import Deposited
 from tests.redis_server import RedisServer
@@ -90,19 +90,13 @@ def test_no_acknowledged_append_is_lost_when_redis_is_killed_every_three_seconds
             for partition in range(store.partitions)
             for event in store.read_feed(partition, count=1_000_000)
         ]
-        orphans = orphan_feed_entries(store, feed_events)
-        left_out = {(event.position.partition, event.position.entry_id) for event in orphans}
+        named, orphans = split_feed_entries(store, feed_events)
         in_feeds = [event.metadata.event_id for event in feed_events]
-        named = [
-            event.metadata.event_id
-            for event in feed_events
-            if (event.position.partition, event.position.entry_id) not in left_out
-        ]
         every_acknowledged = sorted(i for ids in acknowledged.values() for i in ids)
         # Each acknowledged event once, as the entry its stream entry names ...
-        assert sorted(named) == every_acknowledged
+        assert sorted(event.metadata.event_id for event in named) == every_acknowledged
         # ... and a second entry only where Redis replayed a script its AOF cut short
-        # (see orphan_feed_entries), a repeat of an acknowledged event.
+        # (see split_feed_entries), a repeat of an acknowledged event.
         assert {event.metadata.event_id for event in orphans} <= set(every_acknowledged)
         if orphans:
             assert "Truncating the AOF" in server.log_text(), "a repeat without a cut AOF"
@@ -151,10 +145,8 @@ def test_an_append_cut_short_in_the_aof_is_whole_in_the_stream_and_at_worst_repe
         server.start()
 
         check_stream(store.read("s"), [first.event_id, second.event_id])
-        feed = store.read_feed(0)
-        orphans = orphan_feed_entries(store, feed)
-        named = [e.metadata.event_id for e in feed if e not in orphans]
-        assert named == [first.event_id, second.event_id]
+        named, orphans = split_feed_entries(store, store.read_feed(0))
+        assert [e.metadata.event_id for e in named] == [first.event_id, second.event_id]
         # A Redis whose loader cuts before the MULTI replays nothing more (0 repeats);
         # 7.0 replays the lone feed XADD (1).
         assert [e.metadata.event_id for e in orphans] in ([], [second.event_id])
