@@ -292,38 +292,41 @@ def run(args: argparse.Namespace, report: Report, console: Console) -> None:
         runs.append(("redis", args.redis, True))
     sizes = (aggregates, 10 * aggregates)
     for label, url, store in runs:
-        what = "" if store else " events alone"
+        what = label if store else f"{label} events alone"
         for commands_total in sizes:
-            name = f"{label}{what} peak RSS {commands_total:,} commands"
+            name = _rss_name(what, commands_total)
             # one sample: a peak is not a rate, and 1,000,000 commands take minutes
             with console.status(f"{AREA}: {name} (a fresh process)"):
                 result = measure_rss(url, aggregates, commands_total, store)
-            report.add(_rss_figure(name, [result["peak_mib"]], sizes, result))
+            report.add(_rss_figure(what, commands_total, sizes[0], result["peak_mib"], result))
     # In memory the process is also the database: what the store itself costs is its
     # peak less that of the same events held without it.
     for commands_total in sizes:
-        with_store = report.find(AREA, f"memory peak RSS {commands_total:,} commands")
-        alone = report.find(AREA, f"memory events alone peak RSS {commands_total:,} commands")
+        with_store = report.find(AREA, _rss_name("memory", commands_total))
+        alone = report.find(AREA, _rss_name("memory events alone", commands_total))
         assert with_store is not None
         assert alone is not None
-        report.add(
-            _rss_figure(
-                f"memory store's own peak RSS {commands_total:,} commands",
-                [with_store.median - alone.median],
-                sizes,
-                {"store_mib": with_store.median, "events_alone_mib": alone.median},
-            )
-        )
+        extra = {"store_mib": with_store.median, "events_alone_mib": alone.median}
+        own = with_store.median - alone.median
+        report.add(_rss_figure("memory store's own", commands_total, sizes[0], own, extra))
+
+
+def _rss_name(what: str, commands: int) -> str:
+    return f"{what} peak RSS {commands:,} commands"
 
 
 def _rss_figure(
-    name: str, samples: list[float], sizes: tuple[int, int], extra: dict[str, Any]
+    what: str, commands: int, smallest: int, peak_mib: float, extra: dict[str, Any]
 ) -> Figure:
-    """A peak-memory figure; the larger size's baseline is the smaller one's."""
-    small, large = (f"{size:,} commands" for size in sizes)
-    base = name.replace(large, small) if name.endswith(large) else None
+    """A peak-memory figure; its baseline is the same figure at the smallest size."""
     return Figure(
-        AREA, name, "MiB", samples, baseline=base, higher_is_better=False, extra=extra
+        AREA,
+        _rss_name(what, commands),
+        "MiB",
+        [peak_mib],
+        baseline=None if commands == smallest else _rss_name(what, smallest),
+        higher_is_better=False,
+        extra=extra,
     )
 
 
